@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from simulations import click_models
+
+__all__ = ["click_models"]
