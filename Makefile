@@ -39,11 +39,11 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy, strict on the packages
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type checks and the test suite
+test: lint typecheck data  ## lint, type checks and the test suite
 	$(PY) -m pytest -q
 
-demo: $(STAMP)  ## run the main job on embedded defaults
-	$(PY) -m interleave demo
+demo: data  ## simulate A/B vs interleaving on real image rankers and write the report
+	$(PY) -m simulations demo --out out/demo
 
 serve: $(STAMP)  ## run the search service on 127.0.0.1:8000
 	$(PY) -m serving

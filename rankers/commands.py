@@ -1,0 +1,78 @@
+"""What each ``python -m rankers`` subcommand does, given its parsed arguments (see ``__main__``).
+
+Each function returns the process exit status and raises `RankerError` for failures the user can
+fix; ``__main__`` turns those into a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["fetch", "index", "list_all"]
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """``rankers fetch``: download and build the emoji corpus (once)."""
+    from rankers import emoji
+
+    directory = emoji.fetch(force=args.force)
+    print(f"emoji corpus ready in {directory}")
+    return 0
+
+
+def list_all(args: argparse.Namespace) -> int:
+    """``rankers list``: the registered models and corpora, and the built indexes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rankers import corpus, indexing, models
+    from rankers.errors import RankerError
+
+    del args
+    console = Console() if sys.stdout.isatty() else Console(width=120)  # pipes: no truncation
+    table = Table("model", "version", "dim", "source", title="models")
+    for name in models.names():
+        if name in models.bundled():
+            try:
+                manifest = models.manifest(name)
+            except RankerError as error:
+                table.add_row(name, "?", "?", f"[red]{error}[/]")
+                continue
+            source = f"{manifest.source_package} {manifest.source_version}"
+            table.add_row(name, manifest.version, str(manifest.embedding_dim), source)
+        else:
+            table.add_row(name, "", "", "built in")
+    console.print(table)
+    console.print(f"corpora: {', '.join(corpus.names())}")
+    built = Table("model", "version", "corpus", "vectors", "precision", "built", title="indexes")
+    for _, index in indexing.installed_indexes():
+        built.add_row(
+            index.model,
+            index.model_version,
+            index.corpus,
+            f"{index.count:,}",
+            index.settings.dtype,
+            index.built_at,
+        )
+    console.print(built if built.row_count else "indexes: none built yet (python -m rankers index)")
+    return 0
+
+
+def index(args: argparse.Namespace) -> int:
+    """``rankers index``: embed a corpus with a model (resuming) and write its index."""
+    from rankers import indexing
+
+    report = indexing.index_model(
+        args.model,
+        args.corpus,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(
+        f"indexed {args.corpus} with {args.model} into {report.directory}: "
+        f"{report.batches} batches, {report.resumed} resumed, {report.embedded} embedded "
+        f"({report.images_per_second:,.1f} images/s), sample recall@10 {report.recall_at_10:.3f}"
+    )
+    return 0

@@ -1,0 +1,141 @@
+"""`EmbeddingRanker`: the nearest neighbours of a query's embedding in a model's corpus index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from rankers.base import Query, Ranking, check_k
+from rankers.corpus import Corpus
+from rankers.embedder import Embedder
+from rankers.errors import ManifestError
+from rankers.images import check_rgb
+from rankers.index import VectorIndex
+
+__all__ = ["EmbeddingRanker"]
+
+
+class EmbeddingRanker:
+    """Ranks the corpus by cosine similarity to the query, using an embedder and its index.
+
+    A corpus-id query reuses the vector stored in the index (no model run) and leaves itself out of
+    the results; an image query is embedded. Scores are cosine similarities.
+    """
+
+    __slots__ = ("_corpus", "_embedder", "_index", "_name")
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: VectorIndex,
+        corpus: Corpus,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Combine a model, its index and the corpus the index covers.
+
+        Args:
+            embedder: The model that built `index`.
+            index: The index, keys = corpus rows.
+            corpus: The corpus `index` covers.
+            name: The ranker's name; defaults to the model's.
+
+        Raises:
+            ManifestError: `index` was built by another model version or over another corpus.
+        """
+        built = index.manifest
+        if (built.model, built.model_version, built.model_sha256) != (
+            embedder.name,
+            str(embedder.version),
+            embedder.sha256,
+        ):
+            raise ManifestError(
+                f"the index was built by {built.model} version {built.model_version}, "
+                f"not {embedder.name} version {embedder.version}"
+            )
+        if built.corpus_digest != corpus.digest or built.count != len(corpus):
+            raise ManifestError(f"the index covers corpus {built.corpus}, not this {corpus.name}")
+        self._embedder = embedder
+        self._index = index
+        self._corpus = corpus
+        self._name = name or embedder.name
+
+    @property
+    def name(self) -> str:
+        """The ranker's name (the model's, unless given)."""
+        return self._name
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model."""
+        return self._embedder
+
+    @property
+    def index(self) -> VectorIndex:
+        """The index."""
+        return self._index
+
+    @property
+    def corpus(self) -> Corpus:
+        """The corpus."""
+        return self._corpus
+
+    def query_vector(self, query: Query) -> npt.NDArray[np.float32]:
+        """The query's embedding: the stored vector of a corpus id, or the image embedded now.
+
+        Raises:
+            UnknownItemError: The corpus id is not in the corpus.
+        """
+        if query.corpus_id is not None:
+            return self._index.vector(self._corpus.index_of(query.corpus_id))
+        image = check_rgb(query.image, "query.image")
+        vector: npt.NDArray[np.float32] = self._embedder.embed(image[None])[0]
+        return vector
+
+    def rank(self, query: Query, k: int) -> Ranking:
+        """The `k` most similar corpus images (fewer only if the corpus is smaller).
+
+        Raises:
+            UnknownItemError: The query's corpus id is not in the corpus.
+            ValueError: `k` is not positive.
+        """
+        return self.rank_many((query,), k)[0]
+
+    def rank_many(
+        self, queries: Sequence[Query], k: int, *, threads: int = 0
+    ) -> tuple[Ranking, ...]:
+        """`rank` for many queries with one batched index search.
+
+        Args:
+            queries: The queries.
+            k: Results per query.
+            threads: usearch threads for the batch (0: all).
+        """
+        k = check_k(k)
+        if not queries:
+            return ()
+        own = [
+            -1 if query.corpus_id is None else self._corpus.index_of(query.corpus_id)
+            for query in queries
+        ]
+        vectors = np.empty((len(queries), self._index.dim), dtype=np.float32)
+        images = [row for row, query in enumerate(queries) if query.corpus_id is None]
+        for row, key in enumerate(own):
+            if key >= 0:
+                vectors[row] = self._index.vector(key)
+        if images:
+            frames = [check_rgb(queries[row].image, "query.image") for row in images]
+            vectors[images] = self._embedder.embed(frames)
+        fetch = min(k + 1, len(self._corpus))
+        keys, scores = self._index.search(vectors, fetch, threads=threads)
+        rankings = []
+        for row, key in enumerate(own):
+            keep = (keys[row] >= 0) & (keys[row] != key)
+            ids = tuple(self._corpus.ids[int(found)] for found in keys[row][keep][:k])
+            rankings.append(Ranking(ids, tuple(float(s) for s in scores[row][keep][:k])))
+        return tuple(rankings)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingRanker(name={self._name!r}, corpus={self._corpus.name!r})"
