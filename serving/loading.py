@@ -1,0 +1,101 @@
+"""Build the corpus and rankers a configuration names (the slow part of start-up)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from rankers import RankerError
+from rankers import corpus as corpora
+from rankers.base import Ranker
+from rankers.corpus import Corpus
+from serving.config import Config, CorpusConfig, RankerConfig
+from serving.errors import ConfigError
+
+__all__ = ["check_rankers", "load_corpus", "load_ranker", "load_rankers"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(config: CorpusConfig) -> Corpus:
+    """The configured corpus.
+
+    Raises:
+        ConfigError: It is unknown, not fetched or unreadable (the message says how to fix it).
+    """
+    try:
+        if config.path is not None:
+            return corpora.read(config.path)
+        return corpora.load(config.name or "emoji")
+    except RankerError as error:
+        raise ConfigError(f"corpus: {error}") from error
+
+
+def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
+    """Build one configured ranker over `corpus`; an embedding ranker's index is built if it
+    is missing or stale (logged, since it takes about a minute per model on 2 cores).
+
+    Raises:
+        ConfigError: The model is unknown, or its files or index cannot be used.
+    """
+    if config.kind == "static":
+        from rankers.static import StaticRanker
+
+        order = list(corpus.ids)
+        if config.seed is not None:
+            permutation = np.random.default_rng(config.seed).permutation(len(order))
+            order = [order[i] for i in permutation]
+        try:
+            return StaticRanker(
+                order,
+                config.rankings,
+                image_ranking=config.image_ranking,
+                name=config.name,
+            )
+        except ValueError as error:
+            raise ConfigError(f"rankers.{config.name}: {error}") from error
+    from rankers import indexing, models
+    from rankers.embedding_ranker import EmbeddingRanker
+    from rankers.errors import ManifestError
+    from rankers.index import VectorIndex
+
+    assert config.model is not None  # the config parser requires it
+    try:
+        embedder = models.load_embedder(config.model, threads=config.threads)
+        directory = config.index or indexing.index_dir(embedder.name, corpus.name)
+        try:
+            index = VectorIndex.open(directory, model=embedder, corpus=corpus)
+        except ManifestError as reason:
+            logger.warning(
+                "ranker %s: building the %s index of corpus %s in %s (%s); this takes about "
+                "a minute per model on 2 cores, once",
+                config.name,
+                embedder.name,
+                corpus.name,
+                directory,
+                reason,
+            )
+            started = time.perf_counter()
+            indexing.build(embedder, corpus, directory)
+            logger.warning(
+                "ranker %s: index built in %.0f s", config.name, time.perf_counter() - started
+            )
+            index = VectorIndex.open(directory, model=embedder, corpus=corpus)
+        return EmbeddingRanker(embedder, index, corpus, name=config.name)
+    except RankerError as error:
+        raise ConfigError(f"rankers.{config.name}: {error}") from error
+
+
+def load_rankers(config: Config, corpus: Corpus) -> dict[str, Ranker]:
+    """Every configured ranker, by name."""
+    return {name: load_ranker(ranker, corpus) for name, ranker in config.rankers.items()}
+
+
+def check_rankers(rankers: Mapping[str, Ranker]) -> None:
+    """Refuse objects that do not implement the `Ranker` protocol."""
+    for name, ranker in rankers.items():
+        if not isinstance(ranker, Ranker):
+            raise TypeError(f"rankers[{name!r}] does not implement rankers.base.Ranker")

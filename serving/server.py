@@ -1,0 +1,72 @@
+"""Run the service under uvicorn (what ``python -m serving`` does)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from serving.app import create_app
+from serving.config import Config, load_config
+from serving.errors import ConflictError
+
+__all__ = ["check_log_dir_free", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_log_dir_free(config: Config) -> None:
+    """Fail early, with one line, if another server holds the log directory.
+
+    Raises:
+        ConflictError: The log directory is locked by a running server.
+    """
+    lock = Path(config.log.directory) / ".lock"
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise ConflictError(
+            f"log directory {config.log.directory} is in use by another server"
+        ) from None
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+
+
+def run(
+    config_path: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_dir: str | None = None,
+) -> None:
+    """Load the configuration, build the app and serve it until interrupted.
+
+    Raises:
+        ConfigError: The configuration, corpus or a ranker cannot be loaded.
+        ConflictError: Another server holds the log directory.
+    """
+    import uvicorn
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config(config_path).with_overrides(host=host, port=port, log_dir=log_dir)
+    check_log_dir_free(config)
+    logger.info("loading the corpus and %d ranker(s)", len(config.rankers))
+    app = create_app(config)
+    logger.info(
+        "serving on http://%s:%d (log directory %s)", config.host, config.port, config.log.directory
+    )
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        access_log=False,
+    )

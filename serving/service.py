@@ -1,0 +1,821 @@
+"""The search service: routes a search through the experiment engine, runs the rankers,
+builds the page, logs durably, then answers. The HTTP layer (`serving.app`) only translates.
+
+One search:
+
+1. The query is a corpus image (by id), an upload (decoded off the event loop, with pixel
+   and byte limits) or the query id of an earlier upload (for later pages).
+2. The engine routes the unit: an A/B arm's ranker, every ranker of an interleaving
+   experiment, or the default ranker when the unit is in no experiment.
+3. The rankers run concurrently, each through its own micro-batcher and worker thread, each
+   bounded by the ranker timeout; a failed or late ranker's list is None.
+4. `serving.pages` builds the page; the assignment (first exposure only) and the impression
+   go to the journal, and the answer is sent only once the journal has fsynced them.
+
+Log directory layout (beside the `analysis.schema` folders): ``journal/`` (uncompacted events),
+``control.jsonl`` (the engine's events) and ``.lock`` (one server per directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+from urllib.parse import quote
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+import interleave
+from analysis.schema import (
+    Assignment,
+    Click,
+    Design,
+    ExperimentSpec,
+    Impression,
+    Kind,
+    append_experiment,
+    read_experiments,
+    scan,
+)
+from rankers.base import Query, Ranker
+from rankers.corpus import Corpus
+from rankers.images import decode
+from serving.api import (
+    ClickOut,
+    ExperimentOut,
+    ExperimentVersionOut,
+    Health,
+    SearchOut,
+    SearchResult,
+)
+from serving.batching import MicroBatcher
+from serving.config import Config, ExperimentConfig
+from serving.engine import Engine, ExperimentState, Route
+from serving.errors import (
+    ConflictError,
+    InvalidRequestError,
+    JournalError,
+    RankersFailedError,
+    UnknownExperimentError,
+    UnknownImageError,
+    UnknownImpressionError,
+    UnknownQueryError,
+    UploadTooLargeError,
+)
+from serving.eventlog import Journal, compact
+from serving.figures import LiveFigures, Outcome, compute_figures
+from serving.metrics import Metrics
+from serving.pages import ShownPage, interleaved_page, single_page
+
+__all__ = ["DEFAULT_PAGE_SIZE", "NO_EXPERIMENT", "SearchService", "UploadedImage"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE: Final = 12
+"""Results per page for units in no experiment."""
+
+NO_EXPERIMENT: Final = "no_experiment"
+"""The `excluded` reason of impressions served outside any experiment."""
+
+_CONTROL: Final = "control.jsonl"
+_DEPTH_DEPENDENT: Final = frozenset({"optimized"})
+_LOCK: Final = ".lock"
+_THUMB: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedImage:
+    """An uploaded image's bytes, as received."""
+
+    data: bytes
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
+class _Shown:
+    record: Impression
+    outcome: Outcome | None
+    clicked: list[int] = field(default_factory=list)
+
+
+_RankItem = tuple[Query, int]
+
+
+def _rank_batch(ranker: Ranker, items: Sequence[_RankItem]) -> list[tuple[str, ...]]:
+    """Rank a batch of queries, one call per depth where the ranker supports batches.
+
+    Queries are grouped by depth rather than all run at the deepest one: an approximate
+    index's top 12 need not be the first 12 of its top 24, and a page must not depend on
+    which other requests shared its batch. A batched index search runs on the calling
+    thread only: the rankers of a request already run in parallel.
+    """
+    rank_many = getattr(ranker, "rank_many", None)
+    one_thread = callable(rank_many) and "threads" in inspect.signature(rank_many).parameters
+    out: list[tuple[str, ...]] = [()] * len(items)
+    for depth in sorted({d for _, d in items}):
+        rows = [i for i, (_, d) in enumerate(items) if d == depth]
+        queries = [items[i][0] for i in rows]
+        if one_thread:
+            rankings = rank_many(queries, depth, threads=1)  # type: ignore[misc]
+        elif callable(rank_many):
+            rankings = rank_many(queries, depth)
+        else:
+            rankings = [ranker.rank(query, depth) for query in queries]
+        for i, ranking in zip(rows, rankings, strict=True):
+            out[i] = tuple(ranking.ids)
+    return out
+
+
+def _decode_upload(data: bytes, max_pixels: int) -> tuple[npt.NDArray[np.uint8], str]:
+    image = decode(data, max_pixels=max_pixels, max_bytes=max(len(data), 1))
+    digest = hashlib.blake2b(image.data, digest_size=16)
+    digest.update(repr(image.shape).encode())
+    return image, f"upload:{digest.hexdigest()}"
+
+
+class _Ids:
+    """Unguessable 128-bit hex ids, drawn from the OS's CSPRNG in blocks (one `os.urandom`
+    call per id costs tens of microseconds on some virtual machines)."""
+
+    __slots__ = ("_block", "_next")
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._next = 0
+
+    def new(self) -> str:
+        if self._next >= len(self._block):
+            self._block, self._next = os.urandom(16 * 256), 0
+        start = self._next
+        self._next += 16
+        return self._block[start : self._next].hex()
+
+
+class SearchService:
+    """Everything one server holds: corpus, rankers, engine, journal, figures and metrics."""
+
+    def __init__(self, config: Config, corpus: Corpus, rankers: Mapping[str, Ranker]) -> None:
+        """Wire the parts; nothing is read or written until `open`.
+
+        Args:
+            config: The configuration.
+            corpus: The corpus served.
+            rankers: Every ranker the configuration names, by name.
+        """
+        missing = sorted(set(config.rankers) - set(rankers))
+        if missing:
+            raise ValueError(f"rankers lacks configured rankers {missing}")
+        self.config = config
+        self.corpus = corpus
+        self.rankers = dict(rankers)
+        self.metrics = Metrics()
+        self.figures = LiveFigures()
+        self.logdir = Path(config.log.directory)
+        self.journal = Journal(self.logdir, fsync=config.log.fsync)
+        self.engine: Engine | None = None
+        self._impressions: OrderedDict[str, _Shown] = OrderedDict()
+        self._clicks: dict[str, tuple[str, int, Future[None] | None]] = {}
+        self._assigned: set[tuple[str, int, str]] = set()
+        self._lists: OrderedDict[tuple[str, str, int], tuple[str, ...]] = OrderedDict()
+        self._specs: set[tuple[str, int]] = set()
+        self._png: OrderedDict[tuple[str, bool], bytes] = OrderedDict()
+        self._executors: list[ThreadPoolExecutor] = []
+        self._batchers: dict[tuple[str, bool], MicroBatcher[_RankItem, tuple[str, ...]]] = {}
+        self._control: TextIO | None = None
+        self._lock: int | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self._compacting = asyncio.Lock()
+        self._methods: dict[tuple[str, int], interleave.Method] = {}
+        self._urls: dict[str, str] = {}  # corpus ids only: bounded by the corpus
+        self._ids = _Ids()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Recover the log directory, rebuild state from it, and start logging.
+
+        Raises:
+            ConflictError: Another server holds the log directory.
+            JournalError: The log directory cannot be written.
+        """
+        await asyncio.to_thread(self._open_files)
+        self._make_batchers()
+        await asyncio.to_thread(self._replay)
+        self.journal.open()
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
+
+    def _open_files(self) -> None:
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(self.logdir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise JournalError(f"cannot use log directory {self.logdir}: {error}") from error
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            self._lock = None
+            raise ConflictError(
+                f"log directory {self.logdir} is in use by another server"
+            ) from None
+        report = compact(self.logdir)
+        if report.segments:
+            logger.info(
+                "recovered %d journal segment(s): wrote %s, skipped %s, dropped %d torn line(s)",
+                report.segments,
+                report.written,
+                report.skipped,
+                report.torn,
+            )
+        for spec in read_experiments(self.logdir):
+            self._specs.add((spec.experiment_id, spec.version))
+            self.figures.add_version(spec)
+        control = self.logdir / _CONTROL
+        events = []
+        if control.exists():
+            for number, line in enumerate(control.read_text(encoding="utf-8").splitlines()):
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    logger.warning("%s: line %d is torn; ignored", control, number + 1)
+        self._control = open(control, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self.engine = Engine(
+            self.rankers,
+            self.config.default_ranker or next(iter(self.rankers)),
+            events=events,
+            persist=self._persist_event,
+            on_version=self._log_spec,
+        )
+        self.engine.reconcile(self.config.experiments)
+
+    def _persist_event(self, event: Mapping[str, Any]) -> None:
+        assert self._control is not None
+        self._control.write(json.dumps(event, sort_keys=True) + "\n")
+        self._control.flush()
+        os.fsync(self._control.fileno())
+
+    def _log_spec(self, spec: ExperimentSpec) -> None:
+        key = (spec.experiment_id, spec.version)
+        if key not in self._specs:
+            append_experiment(self.logdir, spec)
+            self._specs.add(key)
+        self.figures.add_version(spec)
+
+    def _make_batchers(self) -> None:
+        limits = self.config.limits
+        for name, ranker in self.rankers.items():
+            for uploads in (False, True):
+                executor = ThreadPoolExecutor(1, thread_name_prefix=f"rank-{name}")
+                self._executors.append(executor)
+                histogram = self.metrics.batch_size.labels(name)
+                self._batchers[(name, uploads)] = MicroBatcher(
+                    lambda items, r=ranker: _rank_batch(r, items),  # type: ignore[misc]
+                    executor=executor,
+                    max_batch=limits.batch_size,
+                    max_wait=limits.batch_wait_ms / 1000 if uploads else 0.0,
+                    observe=histogram.observe,
+                )
+
+    def _replay(self) -> None:
+        """Rebuild assignments, impressions, clicks and figures from the compacted log."""
+        assignments = scan(self.logdir, Kind.ASSIGNMENTS).collect()
+        for row in assignments.iter_rows(named=True):
+            self._assigned.add((row["experiment_id"], row["experiment_version"], row["unit_id"]))
+            self.figures.assignment(Assignment(**row))
+        impressions = scan(self.logdir, Kind.IMPRESSIONS).sort("ts").collect()
+        shown: dict[str, _Shown] = {}
+        for row in impressions.iter_rows(named=True):
+            record = Impression(
+                impression_id=row["impression_id"],
+                experiment_id=row["experiment_id"],
+                experiment_version=row["experiment_version"],
+                unit_id=row["unit_id"],
+                query_id=row["query_id"],
+                design=Design(row["design"]),
+                treatment=row["treatment"],
+                rankers=tuple(row["rankers"]),
+                lists=tuple(tuple(x) for x in row["lists"]),
+                doc_ids=tuple(row["doc_ids"]),
+                teams=tuple(row["teams"]),
+                ts=row["ts"],
+                page_start=row["page_start"],
+                seed=row["seed"],
+                excluded=row["excluded"],
+            )
+            shown[record.impression_id] = _Shown(record, self.figures.impression(record))
+        clicks = scan(self.logdir, Kind.CLICKS).sort("ts").collect()
+        for row in clicks.iter_rows(named=True):
+            self._clicks[row["click_id"]] = (row["impression_id"], row["position"], None)
+            entry = shown.get(row["impression_id"])
+            if entry is not None:
+                self._count_click(entry, row["position"])
+        keep = self.config.limits.live_impressions
+        for impression_id in list(shown)[-keep:]:
+            self._impressions[impression_id] = shown[impression_id]
+        if impressions.height:
+            logger.info(
+                "replayed %d assignments, %d impressions and %d clicks from %s",
+                assignments.height,
+                impressions.height,
+                clicks.height,
+                self.logdir,
+            )
+
+    async def close(self) -> None:
+        """Stop logging, compact everything to Parquet, release the log directory."""
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+            self._compactor = None
+        async with self._compacting:
+            await asyncio.to_thread(self.journal.close)
+            if self._lock is not None:
+                await asyncio.to_thread(compact, self.logdir)
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._executors.clear()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    async def compact_now(self) -> None:
+        """Seal the active journal segment and move every sealed one into Parquet."""
+        async with self._compacting:
+            await asyncio.wrap_future(self.journal.rotate())
+            sealed = self.journal.sealed()
+            if sealed:
+                report = await asyncio.to_thread(compact, self.logdir, sealed)
+                logger.debug("compacted %d segment(s): %s", report.segments, report.written)
+            self.metrics.uncompacted.set(self.journal.uncompacted_records)
+
+    async def _compact_forever(self) -> None:
+        interval = self.config.log.compact_seconds
+        check = min(interval, 1.0)
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(check)
+            due = time.monotonic() - last >= interval
+            if due or self.journal.uncompacted_records >= self.config.log.compact_records:
+                try:
+                    await self.compact_now()
+                except Exception:
+                    logger.exception("compaction failed; the journal keeps the events")
+                last = time.monotonic()
+
+    # -- search -----------------------------------------------------------------------------
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise JournalError("the service is not open")
+        return self.engine
+
+    async def search(
+        self,
+        *,
+        unit_id: str,
+        page: int = 1,
+        corpus_id: str | None = None,
+        query_id: str | None = None,
+        upload: UploadedImage | None = None,
+    ) -> SearchOut:
+        """Serve one page of results for one unit and log it.
+
+        Raises:
+            InvalidRequestError: Not exactly one query, or a page outside 1..max_page or past
+                the last result.
+            UploadTooLargeError: The upload is over the byte limit.
+            rankers.ImageError: The upload is not a usable image.
+            UnknownImageError: `corpus_id` is not in the corpus.
+            UnknownQueryError: `query_id` is not held (search with the image again).
+            RankersFailedError: Every ranker failed.
+            JournalError: The events could not be logged (nothing is shown then).
+        """
+        engine = self._engine()
+        limits = self.config.limits
+        given = sum(x is not None for x in (corpus_id, query_id, upload))
+        if given != 1:
+            raise InvalidRequestError(
+                "give exactly one query: an image upload (field 'image'), 'corpus_id', or "
+                f"'query_id' of an earlier upload; got {given}"
+            )
+        if not 1 <= page <= limits.max_page:
+            raise InvalidRequestError(f"page must lie in 1..{limits.max_page}, got {page}")
+        query: Query | None
+        key: str
+        if upload is not None:
+            if len(upload.data) > limits.max_upload_bytes:
+                raise UploadTooLargeError(
+                    f"upload of {len(upload.data):,} bytes is over the limit of "
+                    f"{limits.max_upload_bytes:,}"
+                )
+            image, key = await asyncio.to_thread(_decode_upload, upload.data, limits.max_pixels)
+            query = Query(image=image)
+        elif corpus_id is not None:
+            if corpus_id not in self.corpus:
+                raise UnknownImageError(f"no image {corpus_id!r} in the corpus")
+            query, key = Query(corpus_id=corpus_id), corpus_id
+        else:
+            assert query_id is not None
+            key = query_id
+            # A corpus id ranks afresh; an earlier upload is served from its cached lists only.
+            query = Query(corpus_id=query_id) if query_id in self.corpus else None
+        route = engine.route(unit_id)
+        state = route.experiment
+        page_size = state.config.page_size if state is not None else DEFAULT_PAGE_SIZE
+        deep = state is not None and state.config.method in _DEPTH_DEPENDENT
+        lists = await asyncio.gather(
+            *(self._list(name, query, key, page, page_size, deep=deep) for name in route.rankers)
+        )
+        shown = self._page(route, lists, unit_id, key, page, page_size)
+        now = datetime.now(UTC)
+        records: list[Assignment | Impression] = []
+        exposure = None
+        if state is not None:
+            exposure = (state.id, state.version, unit_id)
+            if exposure not in self._assigned:
+                self._assigned.add(exposure)
+                records.append(Assignment(state.id, state.version, unit_id, route.treatment, now))
+            else:
+                exposure = None
+        interleaving = state is not None and state.config.design is Design.INTERLEAVING
+        seed = interleave.seed_for(state.spec.salt, unit_id, key) if state and interleaving else 0
+        impression = Impression(
+            impression_id=self._ids.new(),
+            experiment_id=state.id if state is not None else "",
+            experiment_version=state.version if state is not None else 0,
+            unit_id=unit_id,
+            query_id=key,
+            design=state.config.design if state is not None else Design.AB,
+            treatment=route.treatment,
+            rankers=route.rankers,
+            lists=tuple(ids if ids is not None else () for ids in lists),
+            doc_ids=shown.doc_ids,
+            teams=shown.teams,
+            ts=now,
+            page_start=shown.page_start,
+            seed=seed,
+            excluded=shown.excluded if state is not None else NO_EXPERIMENT,
+        )
+        records.append(impression)
+        try:
+            await asyncio.wrap_future(self.journal.append(records))
+        except JournalError:
+            if exposure is not None:
+                self._assigned.discard(exposure)
+            raise
+        for record in records:
+            if isinstance(record, Assignment):
+                self.figures.assignment(record)
+        self._remember(_Shown(impression, self.figures.impression(impression)))
+        self.metrics.impressions.labels(impression.experiment_id or NO_EXPERIMENT).inc()
+        return SearchOut(
+            impression_id=impression.impression_id,
+            query_id=key,
+            unit_id=unit_id,
+            page=page,
+            page_size=page_size,
+            has_more=shown.has_more,
+            results=[
+                SearchResult(
+                    image_id=doc,
+                    thumbnail_url=f"{self.image_url(doc)}?thumb=1",
+                    image_url=self.image_url(doc),
+                    rank=shown.page_start + i + 1,
+                    position=i,
+                )
+                for i, doc in enumerate(shown.doc_ids)
+            ],
+        )
+
+    def image_url(self, doc: str) -> str:
+        """The URL of a corpus image (``/images/<id>``; add ``?thumb=1`` for its thumbnail)."""
+        url = self._urls.get(doc)
+        if url is None:
+            url = self._urls[doc] = f"/images/{quote(doc, safe='/')}"
+        return url
+
+    async def _list(
+        self,
+        name: str,
+        query: Query | None,
+        key: str,
+        page: int,
+        page_size: int,
+        *,
+        deep: bool,
+    ) -> tuple[str, ...] | None:
+        """One ranker's list for page `page`, or None if the ranker failed.
+
+        Uploads (and depth-dependent methods) are ranked once at the deepest page served,
+        and the lists of an upload are kept for its later pages (the image is not). A corpus
+        image is ranked at depth page_size, then 2 page_size, ... up to this page's depth, each
+        deeper list extending the one before: the first page's lists are a prefix of the
+        second's, so a later page continues the same draft.
+        """
+        max_depth = page_size * self.config.limits.max_page
+        if query is None or query.image is not None or deep:
+            return await self._ranked(name, query, key, max_depth)
+        merged: dict[str, None] = {}
+        for step in range(1, page + 1):
+            ids = await self._ranked(name, query, key, step * page_size)
+            if ids is None:
+                return None
+            merged.update(dict.fromkeys(ids))
+        return tuple(merged)
+
+    def _page(
+        self,
+        route: Route,
+        lists: Sequence[tuple[str, ...] | None],
+        unit_id: str,
+        query_id: str,
+        page: int,
+        page_size: int,
+    ) -> ShownPage:
+        max_page = self.config.limits.max_page
+        if all(ids is None for ids in lists):
+            raise RankersFailedError(
+                f"every ranker failed or timed out ({', '.join(route.rankers)}); try again"
+            )
+        state = route.experiment
+        deeper = any(ids is not None and len(ids) >= page * page_size for ids in lists)
+        if state is not None and state.config.design is Design.INTERLEAVING:
+            shown = interleaved_page(
+                self._method(state),
+                route.rankers,
+                lists,
+                seed=interleave.seed_for(state.spec.salt, unit_id, query_id),
+                page=page,
+                page_size=page_size,
+                max_page=max_page,
+                deeper=deeper,
+            )
+        else:
+            ids = lists[0]
+            assert ids is not None
+            shown = single_page(
+                ids, 0, page=page, page_size=page_size, max_page=max_page, deeper=deeper
+            )
+        if not shown.doc_ids and page > 1:
+            raise InvalidRequestError(f"page {page} is past the last result")
+        return shown
+
+    def _method(self, state: ExperimentState) -> interleave.Method:
+        key = (state.id, state.version)
+        method = self._methods.get(key)
+        if method is None:
+            assert state.config.method is not None
+            method = interleave.get(state.config.method, **dict(state.config.options))
+            self._methods[key] = method
+        return method
+
+    async def _ranked(
+        self, name: str, query: Query | None, query_id: str, depth: int
+    ) -> tuple[str, ...] | None:
+        """One ranker's list for the query, or None if it failed or timed out."""
+        cached = self._lists.get((name, query_id, depth))
+        if cached is not None:
+            self._lists.move_to_end((name, query_id, depth))
+            return cached
+        if query is None:
+            raise UnknownQueryError(
+                f"query {query_id!r} is not held any more (or was never seen): search with "
+                "the image again"
+            )
+        uploads = query.image is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.limits.ranker_timeout):
+                ids = await self._batchers[(name, uploads)].submit((query, depth))
+        except TimeoutError:
+            self.metrics.ranker_failures.labels(name, "timeout").inc()
+            logger.warning("ranker %s timed out on %s", name, query_id)
+            return None
+        except Exception as error:
+            self.metrics.ranker_failures.labels(name, type(error).__name__).inc()
+            logger.warning("ranker %s failed on %s: %s", name, query_id, error)
+            return None
+        self.metrics.ranker_seconds.labels(name).observe(time.perf_counter() - started)
+        if uploads:
+            self._lists[(name, query_id, depth)] = ids
+            while len(self._lists) > 2 * self.config.limits.cached_queries:
+                self._lists.popitem(last=False)
+        return ids
+
+    def _remember(self, shown: _Shown) -> None:
+        self._impressions[shown.record.impression_id] = shown
+        while len(self._impressions) > self.config.limits.live_impressions:
+            self._impressions.popitem(last=False)
+
+    # -- clicks -----------------------------------------------------------------------------
+
+    async def click(self, *, impression_id: str, position: int, click_id: str) -> ClickOut:
+        """Log a click on a shown position, once per click id.
+
+        Raises:
+            UnknownImpressionError: No such impression is held.
+            InvalidRequestError: The position was not shown.
+            ConflictError: The click id was used for another impression or position.
+            JournalError: The click could not be logged.
+        """
+        shown = self._impressions.get(impression_id)
+        if shown is None:
+            self.metrics.refused.labels("unknown_impression").inc()
+            raise UnknownImpressionError(f"no impression {impression_id!r} was shown")
+        record = shown.record
+        if not 0 <= position < len(record.doc_ids):
+            self.metrics.refused.labels("position_not_shown").inc()
+            raise InvalidRequestError(
+                f"position {position} was not shown: impression {impression_id!r} showed "
+                f"positions 0..{len(record.doc_ids) - 1}"
+            )
+        doc_id = record.doc_ids[position]
+        earlier = self._clicks.get(click_id)
+        if earlier is not None:
+            if earlier[:2] != (impression_id, position):
+                self.metrics.refused.labels("click_id_reused").inc()
+                raise ConflictError(f"click id {click_id!r} was already used for another click")
+            if earlier[2] is not None:
+                await asyncio.wrap_future(earlier[2])  # acknowledged only once durable
+            return ClickOut(click_id, impression_id, position, doc_id, duplicate=True)
+        click = Click(
+            click_id=click_id,
+            impression_id=impression_id,
+            experiment_id=record.experiment_id,
+            experiment_version=record.experiment_version,
+            unit_id=record.unit_id,
+            position=position,
+            doc_id=doc_id,
+            ts=datetime.now(UTC),
+        )
+        future = self.journal.append([click])
+        self._clicks[click_id] = (impression_id, position, future)
+        try:
+            await asyncio.wrap_future(future)
+        except JournalError:
+            del self._clicks[click_id]
+            raise
+        self._clicks[click_id] = (impression_id, position, None)
+        self._count_click(shown, position)
+        self.metrics.clicks.labels(record.experiment_id or NO_EXPERIMENT).inc()
+        return ClickOut(click_id, impression_id, position, doc_id, duplicate=False)
+
+    def _count_click(self, shown: _Shown, position: int) -> None:
+        first = position not in shown.clicked
+        if first:
+            shown.clicked.append(position)
+        shown.outcome = self.figures.click(
+            shown.record, shown.outcome, tuple(shown.clicked), first=first
+        )
+
+    # -- experiments ------------------------------------------------------------------------
+
+    def experiments(self) -> list[ExperimentOut]:
+        """Every experiment, without figures."""
+        return [_experiment_out(state) for state in self._engine().experiments()]
+
+    async def experiment(self, experiment_id: str, *, version: int | None = None) -> ExperimentOut:
+        """One experiment with the live figures of its current (or the given) version.
+
+        The sums are copied on the event loop; the bootstrap and tests run on a worker thread.
+
+        Raises:
+            UnknownExperimentError: No experiment has that id (or no such version).
+        """
+        state = self._engine().get(experiment_id)
+        spec = state.spec
+        if version is not None:
+            found = [s for s in state.history if s.version == version]
+            if not found:
+                raise UnknownExperimentError(
+                    f"experiment {experiment_id!r} has no version {version} "
+                    f"(versions: {[s.version for s in state.history]})"
+                )
+            spec = found[0]
+        snapshot = self.figures.snapshot(spec)
+        figures = await asyncio.to_thread(compute_figures, snapshot)
+        self.figures.remember(figures, spec)
+        return msgspec.structs.replace(_experiment_out(state), figures=figures)
+
+    def create_experiment(self, config: ExperimentConfig) -> ExperimentOut:
+        """Create (and by default start) an experiment; see `Engine.create`."""
+        return _experiment_out(self._engine().create(config))
+
+    def start_experiment(self, experiment_id: str) -> ExperimentOut:
+        """Start an experiment; see `Engine.start`."""
+        return _experiment_out(self._engine().start(experiment_id))
+
+    def stop_experiment(self, experiment_id: str) -> ExperimentOut:
+        """Stop an experiment; see `Engine.stop`."""
+        return _experiment_out(self._engine().stop(experiment_id))
+
+    def update_experiment(
+        self,
+        experiment_id: str,
+        *,
+        weights: Sequence[float] | None = None,
+        traffic: float | None = None,
+        page_size: int | None = None,
+    ) -> ExperimentOut:
+        """Change an experiment; new weights make a new version. See `Engine.update`."""
+        state = self._engine().update(
+            experiment_id, weights=weights, traffic=traffic, page_size=page_size
+        )
+        return _experiment_out(state)
+
+    # -- images and health ------------------------------------------------------------------
+
+    def image_png(self, image_id: str, *, thumb: bool = False) -> bytes:
+        """A corpus image as PNG (a thumbnail at most 64 pixels wide if `thumb`).
+
+        Raises:
+            UnknownImageError: No corpus image has that id.
+        """
+        key = (image_id, thumb)
+        cached = self._png.get(key)
+        if cached is not None:
+            return cached
+        if image_id not in self.corpus:
+            raise UnknownImageError(f"no image {image_id!r} in the corpus")
+        from PIL import Image
+
+        picture = Image.fromarray(np.asarray(self.corpus.image(image_id)))
+        if thumb and max(picture.size) > _THUMB:
+            picture.thumbnail((_THUMB, _THUMB))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG", optimize=False)
+        data = buffer.getvalue()
+        self._png[key] = data
+        while len(self._png) > 4096:
+            self._png.popitem(last=False)
+        return data
+
+    def sample_images(self, count: int, *, seed: int) -> list[str]:
+        """`count` corpus ids picked by `seed` (the page's "pick an image" choices)."""
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(self.corpus), size=min(count, len(self.corpus)), replace=False)
+        return [self.corpus.ids[int(r)] for r in rows]
+
+    def health(self) -> Health:
+        """Liveness and journal counters."""
+        stats = self.journal.stats
+        self.metrics.journal_commits.set(stats.commits)
+        self.metrics.journal_records.set(stats.records)
+        self.metrics.uncompacted.set(self.journal.uncompacted_records)
+        running = sum(s.running for s in self.engine.experiments()) if self.engine else 0
+        return Health(
+            status="ok",
+            experiments_running=running,
+            journal_commits=stats.commits,
+            journal_records=stats.records,
+            uncompacted_records=self.journal.uncompacted_records,
+        )
+
+
+def _experiment_out(state: ExperimentState) -> ExperimentOut:
+    config = state.config
+    return ExperimentOut(
+        id=config.id,
+        design=str(config.design),
+        version=state.version,
+        running=state.running,
+        rankers=list(config.rankers),
+        weights=list(config.weights),
+        method=config.method,
+        options=dict(config.options),
+        layer=config.layer,
+        traffic=config.traffic,
+        page_size=config.page_size,
+        versions=[
+            ExperimentVersionOut(
+                version=spec.version,
+                salt=spec.salt,
+                rankers=list(spec.rankers),
+                weights=list(spec.weights),
+                method=spec.method,
+                options=dict(spec.options),
+                started_at=spec.started_at.isoformat(),
+            )
+            for spec in state.history
+        ],
+    )

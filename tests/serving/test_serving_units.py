@@ -1,0 +1,232 @@
+"""Pages, micro-batching and configuration: the pure and small parts of serving."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from serving_support import config_data, toml_of
+
+import interleave
+from analysis.schema import Design
+from serving.batching import MicroBatcher
+from serving.config import ADMIN_TOKEN_ENV, default_config, load_config, parse_config
+from serving.errors import ConfigError
+from serving.pages import interleaved_page, single_page
+
+A = tuple(f"a{i}" for i in range(30))
+B = tuple(f"b{i}" for i in range(15)) + A[:15]
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["team_draft", "balanced", "probabilistic", "optimized"])
+def test_later_pages_continue_one_draft(name: str) -> None:
+    method = interleave.get(name)
+    pages = [
+        interleaved_page(method, ("a", "b"), (A, B), seed=42, page=p, page_size=4, max_page=3)
+        for p in (1, 2, 3)
+    ]
+    shown = [d for page in pages for d in page.doc_ids]
+    assert len(shown) == len(set(shown)) == 12  # no page repeats another
+    assert [p.page_start for p in pages] == [0, 4, 8]
+    draft = method.interleave((A, B), k=12, rng=interleave.rng_from_seed(42))
+    assert tuple(shown) == tuple(draft.docs[:12])
+    assert pages[0].has_more
+    assert pages[1].has_more
+    assert not pages[2].has_more
+
+
+def test_a_failed_ranker_leaves_the_survivors_list_marked() -> None:
+    method = interleave.get("team_draft")
+    page = interleaved_page(method, ("a", "b"), (None, B), seed=1, page=2, page_size=5, max_page=4)
+    assert page.doc_ids == B[5:10]
+    assert page.teams == (1,) * 5
+    assert page.excluded == "ranker_failed:a"
+    with pytest.raises(ValueError, match="every ranker failed"):
+        interleaved_page(method, ("a", "b"), (None, None), seed=1, page=1, page_size=5, max_page=4)
+    with pytest.raises(ValueError, match="page must lie"):
+        interleaved_page(method, ("a", "b"), (A, B), seed=1, page=5, page_size=5, max_page=4)
+
+
+def test_single_page_slices() -> None:
+    page = single_page(A, 0, page=3, page_size=10, max_page=3)
+    assert page.doc_ids == A[20:30]
+    assert page.teams == (0,) * 10
+    assert not page.has_more
+    assert single_page(A, 0, page=1, page_size=10, max_page=3).has_more
+
+
+# -- micro-batching -------------------------------------------------------------------------
+
+
+def test_batcher_gathers_concurrent_items_and_isolates_failures() -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def square(items: Sequence[int]) -> list[int]:
+        with lock:
+            calls.append(len(items))
+        if 13 in items:
+            raise ValueError("13 is unlucky")
+        return [i * i for i in items]
+
+    async def run() -> list[object]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher: MicroBatcher[int, int] = MicroBatcher(
+                square, executor=pool, max_batch=8, max_wait=0.02
+            )
+            return await asyncio.gather(
+                *(batcher.submit(i) for i in range(20)), return_exceptions=True
+            )
+
+    results = asyncio.run(run())
+    assert [r for i, r in enumerate(results) if i != 13] == [i * i for i in range(20) if i != 13]
+    assert isinstance(results[13], ValueError)
+    assert max(calls) <= 8
+    # 20 items in batches of at most 8 (the batch holding 13 is retried item by item).
+    assert len([c for c in calls if c > 1]) <= 3
+
+
+def test_batcher_without_wait_runs_a_lone_item_at_once() -> None:
+    async def run() -> int:
+        with ThreadPoolExecutor(1) as pool:
+            batcher: MicroBatcher[int, int] = MicroBatcher(
+                lambda xs: [x + 1 for x in xs], executor=pool, max_wait=0.0
+            )
+            result = await asyncio.wait_for(batcher.submit(1), 1.0)
+            assert batcher.batches == 1
+            return result
+
+    assert asyncio.run(run()) == 2
+
+
+def test_batcher_rejects_bad_settings() -> None:
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(list, executor=pool, max_batch=0)
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_embedded_defaults() -> None:
+    config = default_config()
+    assert (config.host, config.port) == ("127.0.0.1", 8000)
+    assert config.log.directory == Path("logs/served")
+    assert config.limits.max_upload_bytes == 10 * 1024 * 1024
+    assert {n: r.model for n, r in config.rankers.items()} == {
+        "lite0": "effnet-lite0",
+        "lite2": "effnet-lite2",
+    }
+    (experiment,) = config.experiments
+    assert experiment.design is Design.INTERLEAVING
+    assert experiment.method == "team_draft"
+    assert experiment.running
+    assert config.admin_token is None
+
+
+def test_a_config_file_round_trips(tmp_path: Path, corpus_dir: Path) -> None:
+    path = tmp_path / "serving.toml"
+    path.write_text(toml_of(config_data(tmp_path, corpus_dir)))
+    config = load_config(path)
+    assert set(config.rankers) == {"a", "b", "c"}
+    assert config.experiments[0].page_size == 5
+    assert config.admin_token == "secret-token"
+    moved = config.with_overrides(host="127.0.0.2", port=9000, log_dir=tmp_path / "elsewhere")
+    assert (moved.host, moved.port, moved.log.directory) == (
+        "127.0.0.2",
+        9000,
+        tmp_path / "elsewhere",
+    )
+
+
+def test_the_environment_token_wins(
+    tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "from-env")
+    assert parse_config(config_data(tmp_path, corpus_dir)).admin_token == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"colour": "red"}, "unknown keys ['colour']"),
+        ({"server": {"port": "80"}}, "server.port"),
+        ({"server": {"prot": 80}}, "unknown keys ['prot']"),
+        ({"rankers": {}}, "at least one ranker"),
+        ({"rankers": {"a": {"kind": "magic"}}}, "kind must be"),
+        ({"rankers": {"a": {"kind": "embedding"}}}, "model is required"),
+        ({"limits": {"max_upload_bytes": 0}}, "limits.max_upload_bytes"),
+        ({"limits": {"ranker_timeout": -1.0}}, "limits.ranker_timeout"),
+        ({"experiments": [{"id": "e", "rankers": ["a", "zz"]}]}, "unknown rankers"),
+        (
+            {"experiments": [{"id": "e", "rankers": ["a", "b"], "method": "nope"}]},
+            "no interleaving method",
+        ),
+        ({"experiments": [{"id": "e", "rankers": ["a", "b", "c"]}]}, "exactly 2"),
+        (
+            {"experiments": [{"id": "e", "design": "ab", "rankers": ["a", "b"], "weights": [1]}]},
+            "one share per arm",
+        ),
+        (
+            {
+                "experiments": [
+                    {"id": "e", "design": "ab", "rankers": ["a", "b"], "weights": [1, -1]}
+                ]
+            },
+            "positive",
+        ),
+        (
+            {"experiments": [{"id": "e", "rankers": ["a", "b"], "options": {"bogus": 1}}]},
+            "bad options",
+        ),
+        (
+            {
+                "experiments": [
+                    {"id": "e", "rankers": ["a", "b"]},
+                    {"id": "e", "rankers": ["a", "c"]},
+                ]
+            },
+            "used twice",
+        ),
+        (
+            {
+                "experiments": [
+                    {"id": "e", "rankers": ["a", "b"], "traffic": 0.7},
+                    {"id": "f", "rankers": ["a", "c"], "traffic": 0.7},
+                ]
+            },
+            "more than 1",
+        ),
+        ({"experiments": [{"rankers": ["a", "b"]}]}, ".id is required"),
+        (
+            {"experiments": [{"id": "e", "design": "mixed", "rankers": ["a", "b"]}]},
+            "design must be",
+        ),
+    ],
+)
+def test_invalid_configs_name_the_key(
+    tmp_path: Path, corpus_dir: Path, change: dict[str, object], words: str
+) -> None:
+    data = config_data(tmp_path, corpus_dir)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict) and key == "server":
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(data, source="test.toml")
+
+
+def test_unreadable_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
