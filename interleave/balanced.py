@@ -109,7 +109,7 @@ class Balanced(Method):
         return out
 
     def interleave_batch(self, lists: IntArray, *, k: int, rng: np.random.Generator) -> PageBatch:
-        arr = _check_batch_lists(lists, 2)
+        arr = _check_batch_lists(lists, 2, dedupe=False)  # the merge de-duplicates itself
         k = check_k(k)
         first: npt.NDArray[np.bool_] = np.asarray(check_rng(rng).random(arr.shape[1]) < 0.5)
         docs, teams = _merge_batch(arr[0], arr[1], k, first)
@@ -159,31 +159,10 @@ def _rank_in(docs: IntArray, lst: IntArray) -> IntArray:
 def _merge_batch(
     a: IntArray, b: IntArray, k: int, a_first: npt.NDArray[np.bool_]
 ) -> tuple[IntArray, npt.NDArray[np.int8]]:
-    n, la = a.shape
-    lb = b.shape[1]
-    rows = np.arange(n)
+    from interleave._kernels import balanced_rows  # compiled on first use
+
+    n = a.shape[0]
     docs = np.full((n, k), -1, dtype=np.int64)
     teams = np.full((n, k), -1, dtype=np.int8)
-    a_pad = np.concatenate([a, np.full((n, 1), -1)], axis=1)
-    b_pad = np.concatenate([b, np.full((n, 1), -1)], axis=1)
-    a_len = (a >= 0).sum(axis=1)
-    b_len = (b >= 0).sum(axis=1)
-    ka = np.zeros(n, dtype=np.int64)
-    kb = np.zeros(n, dtype=np.int64)
-    placed = np.zeros(n, dtype=np.int64)
-    # Each pass consumes one document from one list per row; a row stops when full or empty.
-    for _ in range(la + lb):
-        live = (placed < k) & ((ka < a_len) | (kb < b_len))
-        if not live.any():
-            break
-        take_a = live & ((kb >= b_len) | ((ka < a_len) & ((ka < kb) | ((ka == kb) & a_first))))
-        take_b = live & ~take_a
-        d = np.where(take_a, a_pad[rows, np.minimum(ka, la)], b_pad[rows, np.minimum(kb, lb)])
-        fresh = live & ~(docs == d[:, None]).any(axis=1)
-        pos = np.minimum(placed, k - 1)
-        docs[rows[fresh], pos[fresh]] = d[fresh]
-        teams[rows[fresh], pos[fresh]] = np.where(take_a, 0, 1).astype(np.int8)[fresh]
-        placed += fresh
-        ka += take_a
-        kb += take_b
+    balanced_rows(np.ascontiguousarray(a), np.ascontiguousarray(b), a_first, docs, teams)
     return docs, teams

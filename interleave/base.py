@@ -300,7 +300,7 @@ class Method(ABC):
         return CreditBatch(scores, winner, pairwise)
 
 
-def _check_batch_lists(lists: object, n_rankers: int | None) -> IntArray:
+def _check_batch_lists(lists: object, n_rankers: int | None, *, dedupe: bool = True) -> IntArray:
     arr = np.asarray(lists)
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError("lists must be an integer array of shape (rankers, n, depth)")
@@ -310,7 +310,8 @@ def _check_batch_lists(lists: object, n_rankers: int | None) -> IntArray:
         raise ValueError(f"lists must hold exactly {n_rankers} rankers, got {arr.shape[0]}")
     if (arr < -1).any():
         raise ValueError("lists must hold document ids >= 0, with -1 as padding")
-    return dedupe_rows(arr.astype(np.int64, copy=False))
+    arr = arr.astype(np.int64, copy=False)
+    return dedupe_rows(arr) if dedupe else arr
 
 
 def dedupe_rows(lists: IntArray) -> IntArray:

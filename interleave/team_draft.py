@@ -207,10 +207,10 @@ class TeamDraft(Method):
         return out
 
     def interleave_batch(self, lists: IntArray, *, k: int, rng: np.random.Generator) -> PageBatch:
-        arr = _check_batch_lists(lists, 2)
+        arr = _check_batch_lists(lists, 2, dedupe=False)  # the draft skips repeats itself
         k = check_k(k)
         check_rng(rng)
-        if arr.shape[2] > 63 or k > 120:  # the vectorised draft packs positions and coins in words
+        if k > 128:  # more even rounds than one coin word holds
             return Method.interleave_batch(self, arr, k=k, rng=rng)
         docs, teams = _draft_batch(
             arr[0], arr[1], k, rng, self.neutral_prefix, self.competitive_pairs
@@ -236,15 +236,6 @@ def team_credit_batch(
     return CreditBatch(scores, winner, pairwise)
 
 
-def _first_match(x: IntArray, y: IntArray) -> IntArray:
-    """For each row and position i, the first position j with y[j] == x[i] (len(y) if none).
-    Padding (-1) never matches."""
-    eq = (x[:, :, None] == y[:, None, :]) & (x[:, :, None] >= 0)
-    found = eq.any(axis=2)
-    out: IntArray = np.where(found, eq.argmax(axis=2), y.shape[1]).astype(np.int64)
-    return out
-
-
 def _draft_batch(
     a: IntArray,
     b: IntArray,
@@ -252,116 +243,21 @@ def _draft_batch(
     rng: np.random.Generator,
     neutral_prefix: bool,
     competitive_pairs: bool,
-    chunk: int = 8_192,
 ) -> tuple[IntArray, npt.NDArray[np.int8]]:
+    from interleave._kernels import team_draft_rows  # compiled on first use
+
     n = a.shape[0]
     docs = np.full((n, k), -1, dtype=np.int64)
     teams = np.full((n, k), -1, dtype=np.int8)
-    # One coin per even round (at most k // 2 + 1 of them), from the bits of one word per row.
-    coins: npt.NDArray[np.uint64] = np.asarray(
-        rng.integers(0, 2**63, size=n, dtype=np.uint64, endpoint=False)
+    # One word of coins per row, as the scalar path draws one word per page.
+    coins = rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False)
+    team_draft_rows(
+        np.ascontiguousarray(a),
+        np.ascontiguousarray(b),
+        coins,
+        neutral_prefix,
+        competitive_pairs,
+        docs,
+        teams,
     )
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        _draft_chunk(
-            a[lo:hi],
-            b[lo:hi],
-            coins[lo:hi],
-            docs[lo:hi],
-            teams[lo:hi],
-            neutral_prefix,
-            competitive_pairs,
-        )
     return docs, teams
-
-
-def _bits_of(positions: IntArray, depth: int) -> npt.NDArray[np.uint64]:
-    """1 << position as uint64, or 0 where the position is `depth` (absent)."""
-    shifted = np.left_shift(np.uint64(1), np.minimum(positions, 63).astype(np.uint64))
-    return np.where(positions < depth, shifted, np.uint64(0))
-
-
-def _draft_chunk(
-    a: IntArray,
-    b: IntArray,
-    coins: npt.NDArray[np.uint64],
-    docs: IntArray,
-    teams: npt.NDArray[np.int8],
-    neutral_prefix: bool,
-    competitive_pairs: bool,
-) -> None:
-    """Team-draft over rows of de-duplicated, end-padded lists of depth <= 63.
-
-    Each row keeps two bitmasks: bit i of `mask_a` is set when a[i] is on the page, bit j of
-    `mask_b` when b[j] is. A list's best unused document is then its lowest clear bit, found
-    without scanning, and placing a document sets its bit in both lists.
-    """
-    n, k = docs.shape
-    depth = a.shape[1]
-    rows = np.arange(n)
-    one = np.uint64(1)
-    valid_a = np.left_shift(one, (a >= 0).sum(axis=1).astype(np.uint64)) - one
-    valid_b = np.left_shift(one, (b >= 0).sum(axis=1).astype(np.uint64)) - one
-    # eq[r, i, j]: a[r, i] == b[r, j]; lists hold no repeats, so a match is unique.
-    eq = (a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)
-    a_in_b = np.where(eq.any(axis=2), eq.argmax(axis=2), depth)
-    b_in_a = np.where(eq.any(axis=1), eq.argmax(axis=1), depth)
-    bit_a_in_b = _bits_of(a_in_b, depth)  # (n, depth): a[i]'s bit in b's mask
-    bit_b_in_a = _bits_of(b_in_a, depth)
-    mask_a = np.zeros(n, dtype=np.uint64)
-    mask_b = np.zeros(n, dtype=np.uint64)
-    placed = np.zeros(n, dtype=np.int64)
-    if neutral_prefix:
-        m = min(depth, k)
-        same = (a[:, :m] == b[:, :m]) & (a[:, :m] >= 0)
-        plen = np.where(same.all(axis=1), m, same.argmin(axis=1))
-        docs[:, :m] = np.where(np.arange(m)[None, :] < plen[:, None], a[:, :m], -1)
-        mask_a = np.left_shift(one, plen.astype(np.uint64)) - one
-        mask_b = mask_a.copy()
-        placed = plen.astype(np.int64)
-    ca = np.zeros(n, dtype=np.int64)
-    cb = np.zeros(n, dtype=np.int64)
-    coin_i = np.zeros(n, dtype=np.uint64)
-    pending = np.zeros(n, dtype=bool)
-    flat_docs = docs.reshape(-1)
-    flat_teams = teams.reshape(-1)
-    flat_a = a.reshape(-1)
-    flat_b = b.reshape(-1)
-    flat_bit_a_in_b = bit_a_in_b.reshape(-1)
-    flat_bit_b_in_a = bit_b_in_a.reshape(-1)
-    base = rows * depth
-    for _ in range(k):
-        free_a = ~mask_a & valid_a
-        free_b = ~mask_b & valid_b
-        a_ok = free_a != 0
-        b_ok = free_b != 0
-        live = (placed < k) & (a_ok | b_ok)
-        if not live.any():
-            break
-        low_a = free_a & (~free_a + one)
-        low_b = free_b & (~free_b + one)
-        ia = np.minimum(np.bitwise_count(low_a - one), depth - 1).astype(np.int64) + base
-        ib = np.minimum(np.bitwise_count(low_b - one), depth - 1).astype(np.int64) + base
-        even = (ca == cb) & a_ok & b_ok & live
-        coin = (np.right_shift(coins, coin_i) & one).astype(bool)
-        take_a = live & a_ok & (~b_ok | (ca < cb) | (even & coin))
-        take_b = live & ~take_a
-        coin_i += even
-        da = flat_a[ia]
-        db = flat_b[ib]
-        if competitive_pairs:
-            pending |= even & (da == db)
-        team = take_b.astype(np.int8)
-        if competitive_pairs:
-            team[pending] = -1
-        where = rows * k + np.minimum(placed, k - 1)
-        flat_docs[where[live]] = np.where(take_a, da, db)[live]
-        flat_teams[where[live]] = team[live]
-        zero = np.uint64(0)
-        mask_a |= np.where(take_a, low_a, np.where(take_b, flat_bit_b_in_a[ib], zero))
-        mask_b |= np.where(take_b, low_b, np.where(take_a, flat_bit_a_in_b[ia], zero))
-        ca += take_a
-        cb += take_b
-        placed += live
-        if competitive_pairs:
-            pending &= ~(live & (ca == cb))

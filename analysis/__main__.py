@@ -1,0 +1,95 @@
+"""Command line of the analysis package.
+
+    python -m analysis report LOGDIR --out DIR [--no-plots] [--seed N] [--alpha A]
+                                             [--resamples B]
+
+Only argument parsing lives here; the work is `analysis.report.run_report`, imported when a
+command runs so that `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"alpha must lie in (0, 1), got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Statistics and reports over Braid experiment logs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    report = commands.add_parser(
+        "report",
+        help="analyse every experiment of a log directory and write an HTML report",
+        description=(
+            "Analyse every interleaving and A/B experiment of LOGDIR, write DIR/index.html "
+            "with its figures, and print a short summary: the winner, its p-value, the "
+            "queries each design needed and their ratio, and any warnings."
+        ),
+    )
+    report.add_argument("logdir", metavar="LOGDIR", help="log directory (experiments.jsonl, ...)")
+    report.add_argument("--out", metavar="DIR", required=True, help="where to write index.html")
+    report.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="skip the figures and the clicks-by-position counts (faster)",
+    )
+    report.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (0)")
+    report.add_argument(
+        "--alpha", type=_alpha, default=0.05, help="significance level of every test (0.05)"
+    )
+    report.add_argument(
+        "--resamples", type=_positive, default=1000, help="bootstrap resamples (1000)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "report":
+        from analysis.report import ReportError, run_report
+
+        try:
+            text = run_report(
+                args.logdir,
+                args.out,
+                alpha=args.alpha,
+                seed=args.seed,
+                resamples=args.resamples,
+                plots=not args.no_plots,
+            )
+        except ReportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
