@@ -3,8 +3,8 @@
 Two frames come out, whatever wrote the log (the simulator or the server):
 
 * `interleaving_outcomes`: one row per (impression, ranker pair) with columns
-  unit_id, impression_id, a, b, outcome in [-1, 1] (positive favours `a`), for
-  `analysis.preference`.
+  unit_id, impression_id, a, b, outcome in [-1, 1] (positive favours `a`) and the impression's
+  ts, for `analysis.preference` and daily looks.
 * `ab_outcomes`: one row per impression with unit_id, arm, clicks, first_click_rank and success,
   for `analysis.ab`.
 
@@ -40,6 +40,7 @@ OUTCOME_SCHEMA: Final = pl.Schema(
         "a": pl.String(),
         "b": pl.String(),
         "outcome": pl.Float64(),
+        "ts": pl.Datetime("us", "UTC"),
     }
 )
 
@@ -86,7 +87,7 @@ def interleaving_outcomes(logdir: str | os.PathLike[str], spec: ExperimentSpec) 
 
 def _team_scores(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.DataFrame:
     """Clicks credited to each team per impression (team-draft family), in polars."""
-    imps = _impressions(logdir, spec).select("impression_id", "unit_id", "teams")
+    imps = _impressions(logdir, spec).select("impression_id", "unit_id", "teams", "ts")
     r = len(spec.rankers)
     credited = (
         _clicks(logdir, spec)
@@ -97,7 +98,7 @@ def _team_scores(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.Dat
         .agg([(pl.col("team") == t).sum().cast(pl.Float64).alias(f"s{t}") for t in range(r)])
     )
     return (
-        imps.select("impression_id", "unit_id")
+        imps.select("impression_id", "unit_id", "ts")
         .join(credited, on="impression_id", how="left")
         .with_columns([pl.col(f"s{t}").fill_null(0.0) for t in range(r)])
         .collect(engine="streaming")
@@ -111,17 +112,20 @@ def _batch_scores(
     probabilistic interleaving, the expected pairwise outcome p01."""
     imps = (
         _impressions(logdir, spec)
-        .select("impression_id", "unit_id", "lists", "doc_ids", "teams")
+        .select("impression_id", "unit_id", "lists", "doc_ids", "teams", "ts")
         .collect()
     )
     n = imps.height
     r = len(spec.rankers)
     if n == 0:
-        return pl.DataFrame(
-            schema={"impression_id": pl.String, "unit_id": pl.String}
-            | {f"s{t}": pl.Float64 for t in range(r)}
-            | {"p01": pl.Float64}
-        )
+        empty: dict[str, pl.DataType] = {
+            "impression_id": pl.String(),
+            "unit_id": pl.String(),
+            "ts": pl.Datetime("us", "UTC"),
+        }
+        empty |= {f"s{t}": pl.Float64() for t in range(r)}
+        empty["p01"] = pl.Float64()
+        return pl.DataFrame(schema=empty)
     ids = (
         pl.concat(
             [
@@ -170,7 +174,7 @@ def _batch_scores(
     clicks[c_rows[keep], c_pos[keep]] = True
     batch = interleave.PageBatch(method.name, lists, docs, teams)
     credit = method.credit_batch(batch, clicks)
-    out = imps.select("impression_id", "unit_id").with_columns(
+    out = imps.select("impression_id", "unit_id", "ts").with_columns(
         [pl.Series(f"s{t}", credit.scores[:, t]) for t in range(r)]
     )
     return out.with_columns(p01=pl.Series(credit.pairwise[:, 0, 1]))
@@ -190,6 +194,7 @@ def _pairs(scores: pl.DataFrame, rankers: tuple[str, ...], *, pairwise: bool) ->
                 a=pl.lit(rankers[i]),
                 b=pl.lit(rankers[j]),
                 outcome=outcome,
+                ts="ts",
             )
         )
     if not frames:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from analysis.power import POWER_LEVELS
-from analysis.report import Report, SampleSize
+from analysis.report import QueriesRatio, Report, SampleSize
 
 __all__ = [
     "MAX_LINES",
@@ -70,6 +70,36 @@ def _alert_lines(report: Report) -> list[str]:
     return lines
 
 
+def _pair_ratio_lines(report: Report) -> list[str]:
+    """One line per ranker pair: A/B : team-draft queries at 80% power, on click-through and
+    on the most sensitive A/B metric, so the spread of the ratio across pairs is visible."""
+    pairs: dict[frozenset[str], list[QueriesRatio]] = {}
+    for r in report.ratios:
+        if r.interleaving.test == "team_draft":
+            pairs.setdefault(frozenset((r.ab.a, r.ab.b)), []).append(r)
+    if not pairs:
+        return []
+    lines = ["A/B : team-draft queries at 80% power, per pair (ctr; most sensitive A/B metric):"]
+    for ratios in pairs.values():
+        first = ratios[0]
+        needed = first.interleaving.analytic_users[0]
+        if not math.isfinite(needed) or needed > first.interleaving.users:
+            # An effect the experiment could not resolve gives a meaningless ratio.
+            lines.append(f"  {first.ab.a} vs {first.ab.b}: interleaving underpowered, no ratio")
+            continue
+        ctr = next((r for r in ratios if r.ab.test == "ctr"), None)
+        best = min(ratios, key=lambda r: r.ratio(0)[0])
+        ctr_text = _ratio(ctr.ratio(0)[0]) if ctr is not None else "n/a"
+        lines.append(
+            _clip(
+                f"  {first.ab.a} vs {first.ab.b}: {ctr_text}; "
+                f"{_ratio(best.ratio(0)[0])} ({best.ab.test})",
+                160,
+            )
+        )
+    return lines
+
+
 def summary(report: Report, *, html_path: str | os.PathLike[str] | None = None) -> str:
     """The report in at most 25 lines: winner, p-value, queries per design, ratio, warnings.
 
@@ -121,6 +151,7 @@ def summary(report: Report, *, html_path: str | os.PathLike[str] | None = None) 
         if report.truth is not None and h.truth is not None and h.winner is not None:
             agrees = "agrees" if h.winner == h.truth else "DISAGREES"
             lines.append(f"Truth ({report.truth.metric}): {h.truth} is better; the winner {agrees}")
+    lines.extend(_pair_ratio_lines(report))
     if report.truth is not None and report.agreement:
         lines.append(f"Agreement with the truth ({report.truth.metric}), right / pairs:")
         for design, rows in (

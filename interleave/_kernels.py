@@ -79,9 +79,13 @@ def team_draft_rows(
                     if competitive_pairs and a[r, ia] == b[r, ib]:
                         pending = True
             elif a_ok:
+                # B is spent. A's pick ends a non-competitive round only if A is behind
+                # (B drafted first); later picks are uncontested and credited.
                 take_a = True
+                pending = pending and ca < cb
             elif b_ok:
                 take_a = False
+                pending = pending and cb < ca
             else:
                 break
             if take_a:

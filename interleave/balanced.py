@@ -44,6 +44,11 @@ from interleave.base import (
 
 __all__ = ["Balanced", "merge"]
 
+_A_WINS = ((0.0, 1.0), (-1.0, 0.0))
+_B_WINS = ((0.0, -1.0), (1.0, 0.0))
+_EVEN = ((0.0, 0.0), (0.0, 0.0))
+_TIE = Credit((0.0, 0.0), None, _EVEN)
+
 
 def merge(
     a: Sequence[Hashable], b: Sequence[Hashable], k: int, a_first: bool
@@ -89,14 +94,26 @@ class Balanced(Method):
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:
         self.check_page(page)
         clicked = check_clicks(clicks, len(page.docs))
+        if not clicked:
+            return _TIE
+        docs = page.docs
         a, b = page.lists
-        ha, hb = _balanced_counts(a, b, [page.docs[p] for p in sorted(clicked)])
-        scores = (float(ha), float(hb))
+        last = docs[max(clicked)]
+        absent = len(a) + len(b)
+        depth = min(a.index(last) if last in a else absent, b.index(last) if last in b else absent)
+        top_a, top_b = a[: depth + 1], b[: depth + 1]
+        ha = hb = 0
+        for p in clicked:
+            d = docs[p]
+            if d in top_a:
+                ha += 1
+            if d in top_b:
+                hb += 1
         if ha > hb:
-            return Credit(scores, 0, ((0.0, 1.0), (-1.0, 0.0)))
+            return Credit((float(ha), float(hb)), 0, _A_WINS)
         if hb > ha:
-            return Credit(scores, 1, ((0.0, -1.0), (1.0, 0.0)))
-        return Credit(scores, None, ((0.0, 0.0), (0.0, 0.0)))
+            return Credit((float(ha), float(hb)), 1, _B_WINS)
+        return Credit((float(ha), float(hb)), None, _EVEN)
 
     def distribution(self, lists: Sequence[Iterable[DocId]], *, k: int) -> Mapping[Page, float]:
         a, b = prepare_lists(lists, 2)
@@ -135,18 +152,6 @@ class Balanced(Method):
         pairwise[:, 1, 0] = -out
         winner = np.where(out > 0, 0, np.where(out < 0, 1, -1)).astype(np.int8)
         return CreditBatch(scores, winner, pairwise)
-
-
-def _balanced_counts(
-    a: Sequence[Hashable], b: Sequence[Hashable], clicked: Sequence[Hashable]
-) -> tuple[int, int]:
-    if not clicked:
-        return 0, 0
-    last = clicked[-1]
-    absent = len(a) + len(b)
-    depth = min(a.index(last) if last in a else absent, b.index(last) if last in b else absent) + 1
-    top_a, top_b = a[:depth], b[:depth]
-    return sum(d in top_a for d in clicked), sum(d in top_b for d in clicked)
 
 
 def _rank_in(docs: IntArray, lst: IntArray) -> IntArray:

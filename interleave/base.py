@@ -158,18 +158,18 @@ def prepare_lists(
         lists: one ranked list per ranker.
         n_rankers: the number of lists the method takes, or None for two or more.
     """
-    # Fast path for the common case: plain lists or tuples of hashable ids.
-    if (type(lists) is list or type(lists) is tuple) and (
-        len(lists) == n_rankers or (n_rankers is None and len(lists) >= 2)
-    ):
-        plain = True
-        for lst in lists:
-            if type(lst) is not list and type(lst) is not tuple:
-                plain = False
-                break
-        if plain:
+    # Fast path for the common case: two plain lists or tuples of hashable ids, no repeats.
+    if n_rankers == 2 and (type(lists) is list or type(lists) is tuple) and len(lists) == 2:
+        a, b = lists
+        if (type(a) is tuple or type(a) is list) and (type(b) is tuple or type(b) is list):
             try:
-                return tuple([tuple(dict.fromkeys(lst)) for lst in lists])
+                ta = a if type(a) is tuple else tuple(a)
+                tb = b if type(b) is tuple else tuple(b)
+                if len(set(ta)) != len(ta):
+                    ta = tuple(dict.fromkeys(ta))
+                if len(set(tb)) != len(tb):
+                    tb = tuple(dict.fromkeys(tb))
+                return ta, tb
             except TypeError:
                 pass  # the slow path below names the bad list
     if isinstance(lists, str | bytes) or not isinstance(lists, Sequence):

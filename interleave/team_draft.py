@@ -13,7 +13,8 @@ Options, both off by default:
 * ``competitive_pairs``: a round (the two picks made when the teams are even) in which both
   rankers' best remaining document is the same one says nothing about which ranker is better;
   both its positions are credited to no one (team None). Only rounds where the rankers wanted
-  different documents count. The page itself is the same as plain team-draft's.
+  different documents count. The page itself is the same as plain team-draft's; picks made
+  after one list is spent are uncontested and credited as usual.
 
 When one list runs out, the other keeps picking: the page is not cut to the shorter list.
 Randomness is one fair bit per even round, read from the generator's raw 64-bit output, so a
@@ -83,59 +84,73 @@ def draft(
     if neutral_prefix:
         limit = min(la, lb, k)
         while ia < limit and a[ia] == b[ia]:
-            seen.add(a[ia])
-            docs.append(a[ia])
-            teams.append(None)
+            add(a[ia])
+            put_doc(a[ia])
+            put_team(None)
             ia += 1
         ib = ia
-    ca = cb = 0
-    word = left = 0
-    pending_none = False
     n = len(docs)
+    word = left = 0
+    # Rounds: when the teams are even, a coin picks who drafts first, then the other drafts.
     while n < k:
         while ia < la and a[ia] in seen:
             ia += 1
         while ib < lb and b[ib] in seen:
             ib += 1
-        if ia < la:
-            if ib < lb:
-                if ca < cb:
-                    take_a = True
-                elif cb < ca:
-                    take_a = False
-                else:
-                    if not left:
-                        word = raw()
-                        left = 64
-                    take_a = bool(word & 1)
-                    word >>= 1
-                    left -= 1
-                    if competitive_pairs and a[ia] == b[ib]:
-                        pending_none = True
-            else:
-                take_a = True
-        elif ib < lb:
-            take_a = False
-        else:
-            break
-        if take_a:
+        if ia >= la or ib >= lb:
+            break  # one list is spent: the other fills the page below
+        if not left:
+            word = raw()
+            left = 64
+        a_first = word & 1
+        word >>= 1
+        left -= 1
+        neutral = competitive_pairs and a[ia] == b[ib]
+        if a_first:
             d = a[ia]
             ia += 1
-            ca += 1
-            team: int | None = 0
+            first_team: int | None = 0
         else:
             d = b[ib]
             ib += 1
-            cb += 1
-            team = 1
-        if pending_none:
-            team = None
-            # The round's second pick is also uninformative; clear the flag after it.
-            pending_none = ca != cb
+            first_team = 1
         add(d)
         put_doc(d)
-        put_team(team)
+        put_team(None if neutral else first_team)
         n += 1
+        if n == k:
+            break
+        if a_first:
+            while ib < lb and b[ib] in seen:
+                ib += 1
+            if ib >= lb:
+                break
+            d = b[ib]
+            ib += 1
+            second_team: int | None = 1
+        else:
+            while ia < la and a[ia] in seen:
+                ia += 1
+            if ia >= la:
+                break
+            d = a[ia]
+            ia += 1
+            second_team = 0
+        add(d)
+        put_doc(d)
+        put_team(None if neutral else second_team)
+        n += 1
+    # Whatever list still has documents fills the rest of the page.
+    for lst, team, i in ((a, 0, ia), (b, 1, ib)):
+        end = len(lst)
+        while n < k and i < end:
+            d = lst[i]
+            i += 1
+            if d not in seen:
+                add(d)
+                put_doc(d)
+                put_team(team)
+                n += 1
     return docs, teams
 
 
