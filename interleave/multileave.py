@@ -6,6 +6,13 @@ documents, one is chosen uniformly at random and adds its highest document not y
 page. A click counts for the team that placed the document; every pair of rankers gets an
 outcome from their click counts (more clicks wins, equal counts tie), so one impression
 compares all pairs at once. With two rankers this is team-draft interleaving.
+
+Known limitation (seen in Braid's own simulation, and why later multileaving methods exist):
+a pair's outcome depends on the other rankers in the comparison. When several rankers agree
+on the top documents, whichever drafts first takes them and the others draft deeper, weaker
+documents, while a ranker unlike the rest keeps its best. In the demo's five-way multileave,
+the raw-pixel baseline beats a noisy Lite2 that beats it head to head under every two-ranker
+method. Read a multileave as a screen, and confirm a pair with two-ranker interleaving.
 """
 
 from __future__ import annotations

@@ -51,7 +51,13 @@ def build_parser(*, with_check_options: bool = False) -> argparse.ArgumentParser
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    fetch = sub.add_parser("fetch", help="download the emoji corpus into the cache (once)")
+    fetch = sub.add_parser("fetch", help="download a corpus (default emoji) into the cache, once")
+    fetch.add_argument(
+        "--corpus",
+        choices=tuple(commands.FETCHERS),
+        default="emoji",
+        help="the corpus to fetch (default: %(default)s; fashion-mnist needs root to install)",
+    )
     fetch.add_argument("--force", action="store_true", help="rebuild the corpus from the downloads")
     fetch.set_defaults(handler=commands.fetch)
 

@@ -36,6 +36,7 @@ Typical use::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -313,6 +314,9 @@ def draw_cases(
     Raises:
         ValueError: if an argument is out of range.
         RankerError: if the labels allow no case (no concept in two styles, too few concepts).
+
+    A corpus with a single style (animal-mnist) draws the positive from the same style: another
+    image of the anchor's concept.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -329,12 +333,17 @@ def draw_cases(
     ):
         by_style.setdefault(style, {}).setdefault(concept, []).append(row)
     style_names = sorted(by_style)
+    single = len(style_names) == 1
+    if single:
+        anchor_style = None  # one style: anchors, positives and distractors all share it
     if anchor_style is not None and anchor_style not in by_style:
         raise RankerError(f"no image has anchor style {anchor_style!r}; styles: {style_names}")
     concept_pool = {s: sorted(by_style[s]) for s in style_names}
 
     def partner_styles(row: int) -> list[str]:
         style, concept = style_of[row], concept_of[row]
+        if single:  # the positive is another image of the concept, in the same style
+            return [style] if len(by_style[style][concept]) > 1 else []
         return [s for s in style_names if s != style and concept in by_style[s]]
 
     eligible = np.array(
@@ -354,7 +363,7 @@ def draw_cases(
         concept = str(concept_of[anchor])
         partners = partner_styles(anchor)
         style = partners[int(rng.integers(len(partners)))]
-        same = by_style[style][concept]
+        same = [row for row in by_style[style][concept] if row != anchor]
         positive = same[int(rng.integers(len(same)))]
         pool = [c for c in concept_pool[style] if c != concept]
         if len(pool) < distractors:
@@ -702,7 +711,7 @@ def _measure(
     for name in config.transforms:
         outcomes[name] = case_outcomes(cache, cases, name, advance=advance)
     retrieval = None
-    if config.retrieval:
+    if config.retrieval and plan:
         rows = np.unique(np.concatenate([np.concatenate(pair) for pair in plan]))
         embeddings = np.zeros((len(styles), cache.embedder.dim), dtype=np.float32)
         embeddings[rows] = cache.vectors(rows)
@@ -739,6 +748,9 @@ def run_checks(
         _as_labels(corpus.concepts, "concepts", n),
         _as_labels(corpus.subcategories, "subcategories", n),
     )
+    if len(set(labels[0].tolist())) == 1:
+        # Retrieval quality is measured across styles; a one-style corpus has no such query.
+        config = dataclasses.replace(config, anchor_style=None, retrieval=False)
     rng = np.random.default_rng(config.seed)
     cases = draw_cases(
         labels[0],

@@ -7,17 +7,25 @@ fix; ``__main__`` turns those into a one-line message.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Final
 
-__all__ = ["fetch", "index", "list_all"]
+__all__ = ["FETCHERS", "fetch", "index", "list_all"]
+
+FETCHERS: Final = {
+    "emoji": "rankers.emoji",
+    "animal-mnist": "rankers.animal",
+    "fashion-mnist": "rankers.fashion",
+}
+"""The corpora ``rankers fetch`` builds, each by the ``fetch(force=...)`` of a module."""
 
 
 def fetch(args: argparse.Namespace) -> int:
-    """``rankers fetch``: download and build the emoji corpus (once)."""
-    from rankers import emoji
-
-    directory = emoji.fetch(force=args.force)
-    print(f"emoji corpus ready in {directory}")
+    """``rankers fetch``: download and build a corpus (once); the emoji corpus by default."""
+    module = importlib.import_module(FETCHERS[args.corpus])
+    directory = module.fetch(force=args.force)
+    print(f"{args.corpus} corpus ready in {directory}")
     return 0
 
 

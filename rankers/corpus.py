@@ -378,4 +378,18 @@ def _load_emoji() -> Corpus:
     return emoji.load()
 
 
+def _load_animal() -> Corpus:
+    from rankers import animal
+
+    return animal.load()
+
+
+def _load_fashion() -> Corpus:
+    from rankers import fashion
+
+    return fashion.load()
+
+
 register("emoji", _load_emoji)
+register("animal-mnist", _load_animal)
+register("fashion-mnist", _load_fashion)

@@ -542,3 +542,15 @@ def test_cli_on_the_real_corpus_fails_an_unreachable_threshold(tmp_path: Path) -
     assert "below the threshold: mft" in reason
     assert "pixels-16" in result.stdout
     assert "**Gate FAILED**" in (tmp_path / "report.md").read_text()
+
+
+def test_single_style_corpus_draws_same_style_positives() -> None:
+    styles = ["silhouette"] * 40
+    concepts = [f"c{i % 8}" for i in range(40)]
+    cases = draw_cases(
+        styles, concepts, n=50, distractors=4, rng=np.random.default_rng(0), anchor_style="google"
+    )
+    for case in cases:
+        assert case.positive != case.anchor
+        assert concepts[case.positive] == concepts[case.anchor]
+        assert all(concepts[d] != concepts[case.anchor] for d in case.distractors)

@@ -78,7 +78,7 @@ def test_list_shows_models_and_corpora(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "effnet-lite0" in result.stdout
     assert "pixels-16" in result.stdout
-    assert "corpora: emoji" in result.stdout
+    assert "corpora: animal-mnist, emoji, fashion-mnist" in result.stdout
 
 
 def test_index_resumes_after_an_interruption(tmp_path: Path, emoji: Corpus) -> None:
