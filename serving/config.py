@@ -18,6 +18,7 @@ team-draft interleaving experiment between them. A file looks like::
     max_pixels = 25000000        # larger images are refused as decompression bombs
     ranker_timeout = 2.0         # seconds; a slower ranker counts as failed
     max_page = 5                 # deepest result page served
+    ranking_cache = 50000        # rankers' lists of corpus-id queries kept (LRU; 0: none)
 
     [rankers.lite0]
     model = "effnet-lite0"       # an embedding ranker over the corpus index
@@ -89,6 +90,8 @@ class Limits:
         batch_wait_ms: How long the first upload of a batch waits for others to join it.
         live_impressions: Recent impressions held in memory to validate clicks.
         cached_queries: Recent queries (and their rankers' lists) held for later pages.
+        ranking_cache: Most rankers' lists of corpus-id queries kept, least recently used
+            evicted first (0: none); see `serving.caching`.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -99,6 +102,7 @@ class Limits:
     batch_wait_ms: float = 2.0
     live_impressions: int = 200_000
     cached_queries: int = 10_000
+    ranking_cache: int = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +416,9 @@ def _limits(table: Mapping[str, Any]) -> Limits:
         cached_queries=_positive_int(
             table.get("cached_queries", defaults.cached_queries), "limits.cached_queries"
         ),
+        ranking_cache=_non_negative_int(
+            table.get("ranking_cache", defaults.ranking_cache), "limits.ranking_cache"
+        ),
     )
 
 
@@ -565,6 +572,12 @@ def _non_negative(value: object, where: str) -> float:
 def _positive_int(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _non_negative_int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where} must be a non-negative integer, got {value!r}")
     return value
 
 

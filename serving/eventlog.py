@@ -8,7 +8,9 @@ appended to a journal in ``LOGDIR/journal/``, one checksummed line per record::
 `Journal.append` hands records to one writer thread and returns a future that completes only
 after the records are written, flushed and fsynced: a request is acknowledged after that.
 The writer drains every append queued while it was busy into one write and one fsync (group
-commit), so many concurrent requests share each fsync and throughput holds.
+commit), so many concurrent requests share each fsync and throughput holds. `append_async`
+is the same for a caller on an event loop: its waiters are woken by one call into the loop
+per group commit, not one per append.
 
 The journal is split into numbered segments. `compact` moves sealed segments into Parquet
 parts of the `analysis.schema` layout (``LOGDIR/{assignments,impressions,clicks}/``) with
@@ -25,6 +27,8 @@ never fatal.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -182,12 +186,47 @@ class JournalStats:
 
 
 class _Append:
-    __slots__ = ("count", "future", "lines")
+    __slots__ = ("count", "future", "lines", "loop", "waiter")
 
-    def __init__(self, lines: bytes, count: int) -> None:
+    def __init__(
+        self, lines: bytes, count: int, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.lines = lines
         self.count = count
-        self.future: Future[None] = Future()
+        self.loop = loop
+        self.future: Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        if loop is None:
+            self.future = Future()
+        else:
+            self.waiter = loop.create_future()
+
+
+def _settle(ops: Sequence[_Append], error: str | None) -> None:
+    """Complete the appends' futures (`error`: fail each with a JournalError of that message),
+    waking each event loop once for all of its waiters."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for op in ops:
+        if op.future is not None:
+            if error is None:
+                op.future.set_result(None)
+            else:
+                op.future.set_exception(JournalError(error))
+        elif op.loop is not None and op.waiter is not None:
+            by_loop.setdefault(op.loop, []).append(op.waiter)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_wake, waiters, error)
+
+
+def _wake(waiters: Sequence[asyncio.Future[None]], error: str | None) -> None:
+    for waiter in waiters:
+        if waiter.done():  # its request was cancelled
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(JournalError(error))
 
 
 class _Rotate:
@@ -276,7 +315,25 @@ class Journal:
             raise JournalError(f"the journal failed earlier: {self._broken}")
         op = _Append(b"".join(encode_record(r) for r in records), len(records))
         self._queue.put(op)
+        assert op.future is not None
         return op.future
+
+    def append_async(self, records: Sequence[Record]) -> asyncio.Future[None]:
+        """`append` for a caller on a running event loop: the returned future (of that loop)
+        completes once the records are durable, or fails with JournalError.
+
+        Raises:
+            JournalError: The journal is closed or an earlier write failed.
+        """
+        if self._thread is None:
+            raise JournalError("the journal is not open")
+        if self._broken is not None:
+            raise JournalError(f"the journal failed earlier: {self._broken}")
+        loop = asyncio.get_running_loop()
+        op = _Append(b"".join(encode_record(r) for r in records), len(records), loop)
+        self._queue.put(op)
+        assert op.waiter is not None
+        return op.waiter
 
     def rotate(self) -> Future[Path | None]:
         """Seal the active segment (after every append queued before) and start a new one.
@@ -336,8 +393,7 @@ class Journal:
         if not ops:
             return
         if self._broken is not None:
-            for op in ops:
-                op.future.set_exception(JournalError(f"the journal failed earlier: {self._broken}"))
+            _settle(ops, f"the journal failed earlier: {self._broken}")
             return
         data = b"".join(op.lines for op in ops)
         try:
@@ -353,16 +409,14 @@ class Journal:
             # After a failed fsync the file's state is unknown: refuse everything from now on.
             self._broken = error
             logger.error("journal write failed, refusing further events: %s", error)
-            for op in ops:
-                op.future.set_exception(JournalError(f"the event log cannot be written: {error}"))
+            _settle(ops, f"the event log cannot be written: {error}")
             return
         count = sum(op.count for op in ops)
         self._commits += 1
         self._records += count
         self._bytes += len(data)
         self._pending_records += count
-        for op in ops:
-            op.future.set_result(None)
+        _settle(ops, None)
 
     def _rotate(self, handle: io.FileIO, op: _Rotate) -> io.FileIO:
         assert self._file is not None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from serving.caching import RankingCache
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -32,6 +37,7 @@ class Metrics:
     """Every metric the service exports."""
 
     __slots__ = (
+        "_routes",
         "batch_size",
         "clicks",
         "impressions",
@@ -49,6 +55,7 @@ class Metrics:
     def __init__(self) -> None:
         """Create the metrics in a fresh registry."""
         self.registry = CollectorRegistry(auto_describe=True)
+        self._routes: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.requests = Counter(
             "braid_requests", "HTTP requests by route and status.", ("route", "status"), registry=r
@@ -105,6 +112,55 @@ class Metrics:
             registry=r,
         )
 
+    def route(self, route: str, status: int) -> tuple[Counter, Histogram]:
+        """The request counter and latency histogram of a route template and status (their
+        children are looked up once, not per request)."""
+        key = (route, status)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = (
+                self.requests.labels(route, str(status)),
+                self.request_seconds.labels(route),
+            )
+        return found
+
+    def watch(self, cache: RankingCache) -> None:
+        """Export the ranking cache's counters (read when scraped: lookups stay lock-free)."""
+        self.registry.register(_RankingCacheCollector(cache))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _RankingCacheCollector(Collector):
+    """The ranking cache's lookups, hits, size and hit ratio, read at scrape time."""
+
+    def __init__(self, cache: RankingCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self._cache
+        yield CounterMetricFamily(
+            "braid_ranking_cache_hits",
+            "Rankers' lists of corpus-id queries served from the ranking cache.",
+            value=cache.hits,
+        )
+        yield CounterMetricFamily(
+            "braid_ranking_cache_misses",
+            "Rankers' lists of corpus-id queries not in the ranking cache (ranked afresh).",
+            value=cache.misses,
+        )
+        yield CounterMetricFamily(
+            "braid_ranking_cache_evictions",
+            "Lists evicted from the ranking cache (least recently used first).",
+            value=cache.evictions,
+        )
+        yield GaugeMetricFamily(
+            "braid_ranking_cache_entries", "Lists held in the ranking cache.", value=len(cache)
+        )
+        yield GaugeMetricFamily(
+            "braid_ranking_cache_hit_ratio",
+            "Hits over lookups of the ranking cache since start (0 before the first lookup).",
+            value=cache.hit_ratio,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 from pathlib import Path
@@ -36,6 +37,17 @@ def check_log_dir_free(config: Config) -> None:
         os.close(fd)  # closing releases the probe's lock
 
 
+def _freeze_heap() -> None:
+    """Hide the start-up heap (corpus, models, indexes, replayed state) from the collector.
+
+    A full collection walks every tracked object: without this, each one stalls the event
+    loop for tens of milliseconds, which is most of the p99 latency under load.
+    """
+    gc.collect()
+    gc.freeze()
+    logger.info("froze %d start-up objects out of garbage collection", gc.get_freeze_count())
+
+
 def run(
     config_path: str | None = None,
     *,
@@ -58,6 +70,7 @@ def run(
     check_log_dir_free(config)
     logger.info("loading the corpus and %d ranker(s)", len(config.rankers))
     app = create_app(config)
+    app.on_startup.append(_freeze_heap)
     logger.info(
         "serving on http://%s:%d (log directory %s)", config.host, config.port, config.log.directory
     )

@@ -8,7 +8,9 @@ One search:
 2. The engine routes the unit: an A/B arm's ranker, every ranker of an interleaving
    experiment, or the default ranker when the unit is in no experiment.
 3. The rankers run concurrently, each through its own micro-batcher and worker thread, each
-   bounded by the ranker timeout; a failed or late ranker's list is None.
+   bounded by the ranker timeout; a failed or late ranker's list is None. A corpus image's
+   lists are kept in a bounded LRU cache (`serving.caching`; the corpus and indexes do not
+   change while the server runs), so a repeated query costs no ranking and no thread hop.
 4. `serving.pages` builds the page; the assignment (first exposure only) and the impression
    go to the journal, and the answer is sent only once the journal has fsynced them.
 
@@ -65,6 +67,7 @@ from serving.api import (
     SearchResult,
 )
 from serving.batching import MicroBatcher
+from serving.caching import RankingCache
 from serving.config import Config, ExperimentConfig
 from serving.engine import Engine, ExperimentState, Route
 from serving.errors import (
@@ -193,6 +196,8 @@ class SearchService:
         self._clicks: dict[str, tuple[str, int, Future[None] | None]] = {}
         self._assigned: set[tuple[str, int, str]] = set()
         self._lists: OrderedDict[tuple[str, str, int], tuple[str, ...]] = OrderedDict()
+        self.rankings = RankingCache(config.limits.ranking_cache)
+        self.metrics.watch(self.rankings)
         self._specs: set[tuple[str, int]] = set()
         self._png: OrderedDict[tuple[str, bool], bytes] = OrderedDict()
         self._executors: list[ThreadPoolExecutor] = []
@@ -443,9 +448,20 @@ class SearchService:
         state = route.experiment
         page_size = state.config.page_size if state is not None else DEFAULT_PAGE_SIZE
         deep = state is not None and state.config.method in _DEPTH_DEPENDENT
-        lists = await asyncio.gather(
-            *(self._list(name, query, key, page, page_size, deep=deep) for name in route.rankers)
+        held = (
+            [self._held_list(name, key, page, page_size, deep=deep) for name in route.rankers]
+            if query is not None and query.corpus_id is not None
+            else [None]
         )
+        if all(ids is not None for ids in held):
+            lists: Sequence[tuple[str, ...] | None] = held  # all cached: no task, no thread hop
+        else:
+            lists = await asyncio.gather(
+                *(
+                    self._list(name, query, key, page, page_size, deep=deep)
+                    for name in route.rankers
+                )
+            )
         shown = self._page(route, lists, unit_id, key, page, page_size)
         now = datetime.now(UTC)
         records: list[Assignment | Impression] = []
@@ -478,7 +494,7 @@ class SearchService:
         )
         records.append(impression)
         try:
-            await asyncio.wrap_future(self.journal.append(records))
+            await self.journal.append_async(records)
         except JournalError:
             if exposure is not None:
                 self._assigned.discard(exposure)
@@ -543,6 +559,28 @@ class SearchService:
             merged.update(dict.fromkeys(ids))
         return tuple(merged)
 
+    def _held_list(
+        self, name: str, key: str, page: int, page_size: int, *, deep: bool
+    ) -> tuple[str, ...] | None:
+        """What `_list` would give for a corpus-image query if every list it needs is in the
+        ranking cache (counted as hits then), else None (nothing counted)."""
+        cache = self.rankings
+        if deep:
+            depths: Sequence[int] = (page_size * self.config.limits.max_page,)
+        else:
+            depths = range(page_size, (page + 1) * page_size, page_size)
+        for depth in depths:
+            if (name, key, depth) not in cache:
+                return None
+        if deep:
+            return cache.get((name, key, depths[0]))
+        merged: dict[str, None] = {}
+        for depth in depths:
+            ids = cache.get((name, key, depth))
+            assert ids is not None
+            merged.update(dict.fromkeys(ids))
+        return tuple(merged)
+
     def _page(
         self,
         route: Route,
@@ -593,10 +631,16 @@ class SearchService:
         self, name: str, query: Query | None, query_id: str, depth: int
     ) -> tuple[str, ...] | None:
         """One ranker's list for the query, or None if it failed or timed out."""
-        cached = self._lists.get((name, query_id, depth))
-        if cached is not None:
-            self._lists.move_to_end((name, query_id, depth))
-            return cached
+        by_id = query is not None and query.corpus_id is not None
+        if by_id:
+            cached = self.rankings.get((name, query_id, depth))
+            if cached is not None:
+                return cached
+        else:
+            cached = self._lists.get((name, query_id, depth))
+            if cached is not None:
+                self._lists.move_to_end((name, query_id, depth))
+                return cached
         if query is None:
             raise UnknownQueryError(
                 f"query {query_id!r} is not held any more (or was never seen): search with "
@@ -616,7 +660,9 @@ class SearchService:
             logger.warning("ranker %s failed on %s: %s", name, query_id, error)
             return None
         self.metrics.ranker_seconds.labels(name).observe(time.perf_counter() - started)
-        if uploads:
+        if by_id:
+            self.rankings.put((name, query_id, depth), ids)
+        elif uploads:
             self._lists[(name, query_id, depth)] = ids
             while len(self._lists) > 2 * self.config.limits.cached_queries:
                 self._lists.popitem(last=False)

@@ -3,6 +3,7 @@ compaction."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,6 +126,51 @@ def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
     read = read_segment(segment)
     assert len(read.records) == 400
     assert read.torn == 0
+
+
+def test_async_appends_are_durable_when_awaited_and_share_commits(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.open()
+    (segment,) = journal.segments()
+
+    async def one(i: int) -> int:
+        await journal.append_async([impression(i)])
+        # Acknowledged: the record is in the segment file already.
+        found = {r.impression_id for r in read_segment(segment).records}  # type: ignore[union-attr]
+        return int(impression(i).impression_id in found)
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(one(i) for i in range(200)))
+
+    durable = asyncio.run(many())
+    stats = journal.stats
+    journal.close()
+    assert sum(durable) == 200
+    assert stats.records == 200
+    assert stats.commits < 200
+
+
+def test_a_failed_fsync_fails_async_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving import eventlog
+    from serving.errors import JournalError
+
+    def fail(fd: int) -> None:
+        raise OSError("disk gone")
+
+    journal = Journal(tmp_path)
+    journal.open()
+    monkeypatch.setattr(eventlog.os, "fdatasync", fail)
+
+    async def append() -> None:
+        await asyncio.gather(*(journal.append_async(records(1)) for _ in range(3)))
+
+    with pytest.raises(JournalError, match="disk gone"):
+        asyncio.run(append())
+    with pytest.raises(JournalError, match="failed earlier"):
+        asyncio.run(append())
+    journal.close()
 
 
 def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:

@@ -230,3 +230,15 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
     bad.write_text("[server\nport = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("unit_id", ["bench-1", "x:y~z|!", 'a;b"c', "a,b", "back\\slash", "[=]"])
+def test_the_unit_cookie_is_what_litestar_renders(unit_id: str) -> None:
+    from litestar.datastructures import Cookie
+
+    from serving.app import _unit_cookie
+
+    cookie = Cookie(
+        key="braid_unit", value=unit_id, max_age=365 * 24 * 3600, httponly=True, samesite="lax"
+    )
+    assert _unit_cookie(unit_id) == cookie.to_header(header="")

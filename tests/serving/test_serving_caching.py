@@ -1,0 +1,132 @@
+"""The ranking cache: bounded, least recently used first, counted, and invisible in results."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serving_support import ClientFactory, make_config, make_corpus
+
+from rankers.base import Query, Ranking
+from rankers.static import StaticRanker
+from serving.caching import RankingCache
+
+IDS = make_corpus().ids
+
+
+class CountingRanker:
+    """Wraps a ranker and counts the queries it ranks."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def rank(self, query: Query, k: int) -> Ranking:
+        with self._lock:
+            self.calls += 1
+        result: Ranking = self.inner.rank(query, k)
+        return result
+
+
+def test_the_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    cache = RankingCache(3)
+    for i in range(3):
+        cache.put(("a", f"q{i}", 5), (f"d{i}",))
+    assert cache.get(("a", "q0", 5)) == ("d0",)  # q0 is now the most recently used
+    cache.put(("a", "q3", 5), ("d3",))
+    assert len(cache) == 3
+    assert cache.evictions == 1
+    assert cache.get(("a", "q1", 5)) is None  # the least recently used went first
+    assert cache.get(("a", "q0", 5)) == ("d0",)
+    assert cache.get(("a", "q3", 5)) == ("d3",)
+    assert cache.get(("b", "q3", 5)) is None  # the ranker is part of the key
+    assert cache.get(("a", "q3", 10)) is None  # and so is the depth
+    assert (cache.hits, cache.misses) == (3, 3)
+    assert cache.hit_ratio == 0.5
+    for i in range(100):
+        cache.put(("a", f"r{i}", 5), ())
+    assert len(cache) == 3
+
+
+def test_a_zero_capacity_cache_holds_nothing() -> None:
+    cache = RankingCache(0)
+    assert cache.hit_ratio == 0.0
+    cache.put(("a", "q", 5), ("d",))
+    assert len(cache) == 0
+    assert cache.get(("a", "q", 5)) is None
+    assert cache.misses == 1
+    with pytest.raises(ValueError, match="capacity"):
+        RankingCache(-1)
+
+
+def _metric(text: str, name: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_cached_searches_equal_uncached_ones_and_are_counted(
+    make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
+) -> None:
+    def build(capacity: int, logs: str) -> tuple[Any, dict[str, CountingRanker]]:
+        rankers = {
+            name: CountingRanker(StaticRanker(IDS[seed:] + IDS[:seed], {}, name=name))
+            for seed, name in ((1, "a"), (7, "b"), (13, "c"))
+        }
+        config = make_config(
+            tmp_path / logs,
+            corpus_dir,
+            limits={"ranker_timeout": 1.0, "ranking_cache": capacity},
+        )
+        client = make_client(config, rankers=rankers)
+        return client, rankers
+
+    cached, cached_rankers = build(8, "cached")
+    plain, plain_rankers = build(0, "plain")
+    queries = [(IDS[i % 3], f"u{i}", 1 + i % 2) for i in range(12)]  # 3 ids, pages 1 and 2
+    for corpus_id, unit, page in queries:
+        body = {"corpus_id": corpus_id, "unit_id": unit, "page": page}
+        one = cached.post("/search", json=body)
+        other = plain.post("/search", json=body)
+        assert one.status_code == other.status_code == 200, (one.text, other.text)
+        a, b = one.json(), other.json()
+        assert a["results"] == b["results"]
+        assert a["has_more"] == b["has_more"]
+    # Uncached: every search asks each ranker of its route once per page depth up to its own.
+    assert sum(r.calls for r in plain_rankers.values()) > sum(
+        r.calls for r in cached_rankers.values()
+    )
+    text = cached.get("/metrics").text
+    hits = _metric(text, "braid_ranking_cache_hits_total")
+    misses = _metric(text, "braid_ranking_cache_misses_total")
+    # Each miss ranked afresh exactly once; a hit called no ranker.
+    assert misses == sum(r.calls for r in cached_rankers.values())
+    assert hits > 0
+    assert _metric(text, "braid_ranking_cache_entries") <= 8  # bounded
+    assert _metric(text, "braid_ranking_cache_evictions_total") > 0
+    assert _metric(text, "braid_ranking_cache_hit_ratio") == pytest.approx(hits / (hits + misses))
+    plain_text = plain.get("/metrics").text
+    assert _metric(plain_text, "braid_ranking_cache_hits_total") == 0
+    assert _metric(plain_text, "braid_ranking_cache_entries") == 0
+
+
+def test_a_failed_ranking_is_not_cached(make_client: ClientFactory) -> None:
+    class FlakyRanker(CountingRanker):
+        def rank(self, query: Query, k: int) -> Ranking:
+            result = super().rank(query, k)
+            if self.calls == 1:
+                raise RuntimeError("down once")
+            return result
+
+    flaky = FlakyRanker(StaticRanker(IDS, {}, name="a"))
+    client = make_client(rankers={"a": flaky})
+    first = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u1"})
+    second = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u1"})
+    assert first.status_code == second.status_code == 200
+    assert flaky.calls == 2  # asked again after the failure
+    third = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u1"})
+    assert third.json()["results"] == second.json()["results"]
+    assert flaky.calls == 2  # then served from the cache
