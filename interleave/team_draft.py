@@ -92,7 +92,56 @@ def draft(
     n = len(docs)
     word = left = 0
     # Rounds: when the teams are even, a coin picks who drafts first, then the other drafts.
-    while n < k:
+    while n < k and not competitive_pairs:  # the common case, kept lean
+        while ia < la and a[ia] in seen:
+            ia += 1
+        while ib < lb and b[ib] in seen:
+            ib += 1
+        if ia >= la or ib >= lb:
+            break
+        if not left:
+            word = raw()
+            left = 64
+        left -= 1
+        if word & 1:
+            d = a[ia]
+            ia += 1
+            add(d)
+            put_doc(d)
+            put_team(0)
+            n += 1
+            if n == k:
+                break
+            while ib < lb and b[ib] in seen:
+                ib += 1
+            if ib >= lb:
+                break
+            d = b[ib]
+            ib += 1
+            add(d)
+            put_doc(d)
+            put_team(1)
+        else:
+            d = b[ib]
+            ib += 1
+            add(d)
+            put_doc(d)
+            put_team(1)
+            n += 1
+            if n == k:
+                break
+            while ia < la and a[ia] in seen:
+                ia += 1
+            if ia >= la:
+                break
+            d = a[ia]
+            ia += 1
+            add(d)
+            put_doc(d)
+            put_team(0)
+        n += 1
+        word >>= 1
+    while n < k and competitive_pairs:
         while ia < la and a[ia] in seen:
             ia += 1
         while ib < lb and b[ib] in seen:
