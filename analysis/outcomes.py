@@ -86,21 +86,41 @@ def interleaving_outcomes(logdir: str | os.PathLike[str], spec: ExperimentSpec) 
 
 
 def _team_scores(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.DataFrame:
-    """Clicks credited to each team per impression (team-draft family), in polars."""
+    """Clicks credited to each team per impression (team-draft family), in polars.
+
+    Joins run on a 64-bit hash of the impression id, several times faster than on the strings.
+    A collision that touches a clicked impression makes a click match two impressions, which
+    the row count shows; the string join is then used instead.
+    """
     imps = _impressions(logdir, spec).select("impression_id", "unit_id", "teams", "ts")
     r = len(spec.rankers)
+    key = pl.col("impression_id").hash(seed=0x5EED)
+    clicks = _clicks(logdir, spec).with_columns(key=key).collect()
+    joined = (
+        clicks.lazy()
+        .join(imps.select("teams", key=key), on="key", how="inner")
+        .collect(engine="streaming")
+    )
+    on = "key"
+    if joined.height > clicks.height:  # a hash collision: fall back to the ids themselves
+        on = "impression_id"
+        joined = (
+            clicks.lazy()
+            .join(imps.select("impression_id", "teams"), on=on, how="inner")
+            .collect(engine="streaming")
+        )
     credited = (
-        _clicks(logdir, spec)
-        .join(imps.select("impression_id", "teams"), on="impression_id", how="inner")
+        joined.lazy()
         .with_columns(team=pl.col("teams").list.get(pl.col("position"), null_on_oob=True))
         .filter(pl.col("team").is_not_null())
-        .group_by("impression_id")
+        .group_by(on)
         .agg([(pl.col("team") == t).sum().cast(pl.Float64).alias(f"s{t}") for t in range(r)])
     )
     return (
-        imps.select("impression_id", "unit_id", "ts")
-        .join(credited, on="impression_id", how="left")
+        imps.select("impression_id", "unit_id", "ts", key=key)
+        .join(credited, on=on, how="left")
         .with_columns([pl.col(f"s{t}").fill_null(0.0) for t in range(r)])
+        .drop("key")
         .collect(engine="streaming")
     )
 
@@ -191,15 +211,15 @@ def _pairs(scores: pl.DataFrame, rankers: tuple[str, ...], *, pairwise: bool) ->
             scores.select(
                 "unit_id",
                 "impression_id",
-                a=pl.lit(rankers[i]),
-                b=pl.lit(rankers[j]),
-                outcome=outcome,
+                a=pl.lit(rankers[i], dtype=pl.String),
+                b=pl.lit(rankers[j], dtype=pl.String),
+                outcome=outcome.cast(pl.Float64),
                 ts="ts",
             )
         )
     if not frames:
         return pl.DataFrame(schema=OUTCOME_SCHEMA)
-    return pl.concat(frames).cast(dict(OUTCOME_SCHEMA))  # type: ignore[arg-type]
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
 
 
 def ab_outcomes(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.DataFrame:
