@@ -85,6 +85,11 @@ def interleaving_outcomes(logdir: str | os.PathLike[str], spec: ExperimentSpec) 
     return _pairs(scores, spec.rankers, pairwise=spec.method in ("probabilistic",))
 
 
+def _key() -> pl.Expr:
+    """The join key of an impression: a 64-bit hash of its id."""
+    return pl.col("impression_id").hash(seed=0x5EED)
+
+
 def _team_scores(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.DataFrame:
     """Clicks credited to each team per impression (team-draft family), in polars.
 
@@ -94,7 +99,7 @@ def _team_scores(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> pl.Dat
     """
     imps = _impressions(logdir, spec).select("impression_id", "unit_id", "teams", "ts")
     r = len(spec.rankers)
-    key = pl.col("impression_id").hash(seed=0x5EED)
+    key = _key()
     clicks = _clicks(logdir, spec).with_columns(key=key).collect()
     joined = (
         clicks.lazy()

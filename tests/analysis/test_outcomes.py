@@ -148,3 +148,17 @@ def test_ab_outcomes(tmp_path: Path) -> None:
         for r in ab_outcomes(tmp_path, spec).iter_rows(named=True)
     }
     assert judged == {"u1x2": True, "u2y1": False, "u2y0": False}
+
+
+def test_team_outcomes_survive_hash_collisions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every impression id hashing alike must not mix impressions: the string join takes over."""
+    import analysis.outcomes as outcomes_module
+
+    spec, want = write_interleaving_log(tmp_path, "team_draft", ("x", "y"), seed=3)
+    monkeypatch.setattr(outcomes_module, "_key", lambda: pl.lit(7, dtype=pl.UInt64))
+    got = interleaving_outcomes(tmp_path, spec)
+    assert got.height == len(want)
+    for row in got.iter_rows(named=True):
+        assert row["outcome"] == pytest.approx(want[row["impression_id"]].outcome)
