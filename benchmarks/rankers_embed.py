@@ -22,8 +22,9 @@ with the session's threads: 100% while a core is spare, below it when the sessio
 every core. Target: embed and index >= 90% of raw. The load average is printed before and after: on
 a machine busier than its cores the spare core is gone and the shares drop and get noisier.
 
-Default run (about 2 to 3 minutes on 2 cores): effnet-lite0 and effnet-lite0-int8, threads 1 and
-2, 256 images (8 batches), 5 rounds. Needs the emoji corpus (``make data``).
+Default run (about 1.5 minutes on a quiet 2-core machine, up to 3 when it is busy): effnet-lite0
+and effnet-lite0-int8, threads 1 and 2, 256 images (8 batches), 7 rounds. Needs the emoji corpus
+(``make data``).
 
 Run: python -m benchmarks.rankers_embed [--models effnet-lite0,effnet-lite2] [--threads 1,2]
 """
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="effnet-lite0,effnet-lite0-int8")
     parser.add_argument("--threads", default="1,2", help="onnxruntime intra-op thread counts")
     parser.add_argument("--images", type=int, default=256, help="corpus images per run")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     thread_counts = [int(value) for value in args.threads.split(",")]
