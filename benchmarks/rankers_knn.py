@@ -15,9 +15,11 @@ held-out draws from the same mixture; the ground truth is exact float32 search.
 
 Measured for each N, k = 10:
 
-* ours: ``VectorIndex.build`` with its default `IndexSettings` (all cores), saved, then opened with
-  ``VectorIndex.open`` as a memory-mapped view, as the rankers open it; beside it, the same usearch
-  graph searched directly (no rescoring, no checks), to show where the time goes;
+* ours: ``VectorIndex.build`` with its default `IndexSettings` (all cores): a float16 graph over the
+  vectors' top 128 principal axes, whose top 5k candidates are rescored by exact cosine on the
+  float16 vectors. Saved, then opened with ``VectorIndex.open`` as a memory-mapped view, as the
+  rankers open it; beside it, the same usearch graph searched directly (projected query, no
+  rescoring, no checks), to show where the time goes;
 * exact: numpy brute force, a float32 matrix product and ``argpartition``, batched in blocks of
   queries whose scores fill 256 MiB (and one query at a time, on a subset: it is slow);
 * hnswlib: M = 16, ef_construction = 128, inner-product space, ef = the smallest on a grid from
@@ -29,17 +31,17 @@ opening the index and after running the queries (ours as a view and loaded; hnsw
 map, loaded). Single queries run in chunks of 100, ours and hnswlib alternating, and the share of
 hnswlib's queries/s is the median over chunks of the paired ratio, so other processes on the
 machine slow both alike. Then a sweep of the search-time settings (``expansion_search`` up to
-twice hnswlib's ef, x ``rescore``) on the same int8 graph, and of ``expansion_search`` on a
-float16 graph (built with ``IndexSettings(dtype="f16", rescore=0)``), each point opened through
-``VectorIndex.open`` with the manifest's settings changed; it names the settings that meet the
-target, or the closest.
+twice hnswlib's ef, x ``rescore``) on the same graph, and of ``expansion_search`` on a full-width
+int8 graph with the top 3k rescored (the previous default: ``IndexSettings(dtype="i8", reduce=0,
+rescore=3)``), each point opened through ``VectorIndex.open`` with the manifest's settings
+changed; it names the settings that meet the target, or the closest.
 
 Target: recall@10 >= 0.98 at >= 80% of hnswlib's single-query queries/s.
 
 Default run (about 2 minutes on a quiet 2-core machine, 3 when it is busy): N = 100,000, 1,000
-queries. ``--sizes 100000,1000000`` adds N = 1,000,000: about 30 minutes more (20 with ``--no-f16``)
-and 17 GB resident at its peak, 10 GB of which are page cache of memory-mapped files (the vectors
-and the indexes), 5 GB hnswlib's graph. Needs ``hnswlib`` (the bench extra).
+queries. ``--sizes 100000,1000000`` adds N = 1,000,000: about 30 minutes more (20 with
+``--no-full``) and 17 GB resident at its peak, 10 GB of which are page cache of memory-mapped
+files (the vectors and the indexes), 5 GB hnswlib's graph. Needs ``hnswlib`` (the bench extra).
 
 Run: python -m benchmarks.rankers_knn [--sizes 100000,1000000] [--queries 1000]
 """
@@ -68,6 +70,7 @@ from rankers.corpus import Corpus
 from rankers.index import (
     INDEX_FILE,
     MANIFEST_FILE,
+    PROJECTION_FILE,
     VECTORS_FILE,
     IndexManifest,
     IndexSettings,
@@ -82,7 +85,7 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 HNSW_EFS = (*range(8, 64, 4), *range(64, 128, 8), *range(128, 256, 16), *range(256, 513, 64))
 SWEEP_EXPANSION = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
-SWEEP_RESCORE = (0, 2, 3, 5)
+SWEEP_RESCORE = (3, 5, 8)
 POINTS_PER_CENTRE = 50
 CENTRES_PER_GROUP = 20
 CHUNK = 100
@@ -370,7 +373,9 @@ def import_hnswlib() -> Any:
 def with_settings(source: Path, target: Path, settings: IndexSettings) -> Path:
     """An index folder sharing `source`'s files (hard links) whose manifest has `settings`."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in (INDEX_FILE, VECTORS_FILE):
+    for name in (INDEX_FILE, VECTORS_FILE, PROJECTION_FILE):
+        if not (source / name).exists():
+            continue
         (target / name).unlink(missing_ok=True)
         try:
             os.link(source / name, target / name)
@@ -489,9 +494,11 @@ def usearch_alone(folder: Path) -> Search:
     graph = import_usearch().Index.restore(str(folder / INDEX_FILE), view=True)
     graph.expansion_search = settings.expansion_search
     fetch = K * max(1, settings.rescore)
+    projection = np.load(folder / PROJECTION_FILE) if manifest.projection_bytes else None
 
     def search(query: Vectors) -> Keys:
-        return np.asarray(graph.search(query, fetch).keys[:K], dtype=np.int64)
+        walked = query if projection is None else query @ projection
+        return np.asarray(graph.search(walked, fetch, threads=1).keys[:K], dtype=np.int64)
 
     return search
 
@@ -522,7 +529,8 @@ def compare(
         (f"hnswlib ef={ef}", recall_at_k(hnsw.keys, problem.truth), hnsw, hnsw_batch,
          hnsw_build, file_mib(problem.queries_path.parent / "hnswlib.bin"), 1.0),
         ("ours (defaults)", ours_recall, ours, ours_batch, ours_build,
-         file_mib(folder / INDEX_FILE, folder / VECTORS_FILE), ours_share),
+         file_mib(folder / INDEX_FILE, folder / VECTORS_FILE, folder / PROJECTION_FILE),
+         ours_share),
         ("  its usearch search", recall_at_k(alone.keys, problem.truth), alone, None, None,
          file_mib(folder / INDEX_FILE), alone_share),
     )  # fmt: skip
@@ -539,8 +547,8 @@ def compare(
         )
     print(
         f"(share: of hnswlib's single q/s, median of paired chunks of {CHUNK}; exact single "
-        f"queries: {exact_count}; ours' file = graph + f16 vectors; 'its usearch search' = "
-        "the same graph searched directly, without the rescoring and checks)"
+        f"queries: {exact_count}; ours' file = graph + f16 vectors + projection; 'its usearch "
+        "search' = the same graph searched directly, without the rescoring and checks)"
     )
     recall_ok, share_ok = ours_recall >= TARGET_RECALL, ours_share >= TARGET_SHARE
     print(
@@ -588,8 +596,9 @@ def sweep(
         point = Point(settings, recall, single.qps, share)
         points.append(point)
         mark = " (default)" if settings == IndexSettings() else ""
+        graph = f"{settings.reduce or index.dim}-d {settings.dtype}"
         print(
-            f"  {settings.dtype:>5} {expansion:>16} {rescore:>7} {recall:>9.3f} "
+            f"  {graph:>10} {expansion:>16} {rescore:>7} {recall:>9.3f} "
             f"{single.qps:>11,.0f} {share:>6.0%} {verdict(point.meets):>6}{mark}",
             flush=True,
         )
@@ -603,7 +612,8 @@ def summarise(points: Sequence[Point]) -> None:
     def name(point: Point) -> str:
         s = point.settings
         return (
-            f"dtype={s.dtype} expansion_search={s.expansion_search} rescore={s.rescore} "
+            f"dtype={s.dtype} reduce={s.reduce} expansion_search={s.expansion_search} "
+            f"rescore={s.rescore} "
             f"(recall {point.recall:.3f}, {point.share:.0%} of hnswlib)"
         )
 
@@ -629,8 +639,12 @@ def summarise(points: Sequence[Point]) -> None:
         print(f"  best recall at >= {TARGET_SHARE:.0%} of hnswlib's q/s: {name(best)}")
 
 
+FULL_WIDTH = IndexSettings(dtype="i8", reduce=0, expansion_search=96, rescore=3)
+"""The alternative graph: every dimension, int8, the top 3k rescored (the default until 2026-11)."""
+
+
 def bench_size(
-    count: int, query_count: int, work: Path, rng: np.random.Generator, *, f16: bool
+    count: int, query_count: int, work: Path, rng: np.random.Generator, *, full: bool
 ) -> None:
     """Everything above for `count` vectors; prints as it goes."""
     embedder = models.load_embedder("effnet-lite0", threads=1)  # its identity goes in the manifest
@@ -663,11 +677,11 @@ def bench_size(
         queries_path=queries_path,
     )
     corpus = corpus_of(labels, mixture.groups)
-    folder, f16_folder = work / "ours", work / "ours-f16"
+    folder, full_folder = work / "ours", work / "ours-full"
     # Build one index at a time and drop it once saved: at 1M each holds gigabytes.
     ours_build = build_ours(problem, embedder, corpus, IndexSettings(), folder)
-    if f16:
-        build_ours(problem, embedder, corpus, IndexSettings(dtype="f16", rescore=0), f16_folder)
+    if full:
+        build_ours(problem, embedder, corpus, FULL_WIDTH, full_folder)
     del corpus
     hnsw_path = work / "hnswlib.bin"
     graph, hnsw_build, ef = build_hnsw(problem, hnsw_path)
@@ -683,15 +697,15 @@ def bench_size(
         f"sweep of search-time settings, single queries ({query_count:,}), share of "
         f"hnswlib ef={ef} (paired):"
     )
-    header = f"{'dtype':>5} {'expansion_search':>16} {'rescore':>7} {'recall@10':>9}"
+    header = f"{'graph':>10} {'expansion_search':>16} {'rescore':>7} {'recall@10':>9}"
     print(f"  {header} {'single q/s':>11} {'share':>6} {'target':>6}")
     reference = hnsw_search(graph)
     # Search widths up to twice hnswlib's (at least 128): the recall the data needs grows with N.
     widths = [width for width in SWEEP_EXPANSION if width <= max(128, 2 * ef)]
     grid = [(width, rescore) for width in widths for rescore in SWEEP_RESCORE]
     points = sweep(problem, folder, work, reference, grid)
-    if f16:
-        points += sweep(problem, f16_folder, work, reference, [(width, 0) for width in widths])
+    if full:
+        points += sweep(problem, full_folder, work, reference, [(width, 3) for width in widths])
     summarise(points)
 
 
@@ -701,7 +715,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--no-f16", action="store_true", help="skip building and sweeping the float16 graph"
+        "--no-full",
+        action="store_true",
+        help="skip building and sweeping the full-width int8 graph (the alternative)",
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -713,7 +729,7 @@ def main(argv: list[str] | None = None) -> None:
     for count in sizes:
         with tempfile.TemporaryDirectory(prefix="braid-bench-knn-") as work:
             rng = np.random.default_rng(args.seed)
-            bench_size(count, args.queries, Path(work), rng, f16=not args.no_f16)
+            bench_size(count, args.queries, Path(work), rng, full=not args.no_full)
     print(f"after: {load_average()}")
 
 

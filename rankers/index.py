@@ -2,7 +2,10 @@
 
 An index folder holds:
 
-- ``index.usearch``: the usearch graph, keys = corpus rows, cosine metric;
+- ``index.usearch``: the usearch graph, keys = corpus rows, over the embeddings projected on their
+  top principal axes (`IndexSettings.reduce`, 128 by default), squared-Euclidean metric; or over the
+  full embeddings with the cosine metric when ``reduce=0``;
+- ``projection.npy``: that projection, float32 (dim, reduce) (absent when ``reduce=0``);
 - ``vectors.npy``: the embeddings as float16 (N, dim), memory-mapped on open: the exact rescoring
   step and the ranker's corpus-id queries read rows from it;
 - ``index.json``: the `IndexManifest` (model name, version and sha256; corpus name and digest;
@@ -12,24 +15,25 @@ An index folder holds:
 `VectorIndex.open` maps the graph as a read-only view and refuses (`ManifestError`) an index built
 by another model version or over another corpus, or whose files differ from the manifest.
 
-Defaults (`IndexSettings`): int8 graph, connectivity 16, expansion 128 to build and 96 to search,
-the top 3k re-ranked by exact cosine on the float16 vectors. Chosen by measurement here (usearch
-2.26.1, one query at a time, CPU time per query on one core, recall@10 against exact search), on
-50,000 clustered 1280-d vectors made from effnet-lite0 emoji embeddings (each a real embedding times
-log-normal noise, s = 0.8, so only 68% of nearest neighbours share a source)::
+A search walks the small graph for ``rescore * k`` candidates, then ranks them by exact cosine on
+the stored float16 rows (numkong's SIMD kernels: numpy's float16 casts alone would cost more than
+the walk). Defaults (`IndexSettings`): 128 principal axes in float16, connectivity 16, expansion
+128 to build and 64 to search, the top 5k rescored. Chosen by measurement (usearch 2.26.1, one
+query at a time, one thread, recall@10 against exact float32 search) on 100,000 clustered 1280-d
+vectors fitted to effnet-lite0 emoji embeddings (``benchmarks/rankers_knn.py``'s data), hnswlib
+(M 16, ef 32, full float32 vectors) measured in the same run: recall 0.984 at 7,048 queries/s::
 
-    precision   ef   recall@10   us/query   build (cpu-s)   graph bytes/vector
-    f32         64   0.988       920        79              5,120 + links
-    f16         64   0.987       720        45              2,560 + links
-    f16         96   0.996       690        45
-    i8          64   0.905       370        21              1,280 + links
-    i8 + top 3k 64   0.983       490        20
-    i8 + top 3k 96   0.991       720        25
+    graph                      ef  candidates  recall@10  queries/s  build (s, 2 cores)
+    1280-d i8, cosine          40      20       0.989       4,674        18
+    1280-d i8, cosine          32      10       0.913       5,167        18
+    128-d f16, sq. Euclidean   32      50       0.990       8,409         6
+    128-d f16, sq. Euclidean   64      50       0.991       7,479         6
+    192-d f16, sq. Euclidean   32      30       0.981       9,161         5
 
-float32 is the slowest on this CPU (as the issue found), int8 alone loses recall, and int8 with
-rescoring matches float16 at the same speed while building twice as fast in half the memory; ef 96
-leaves headroom for 1M vectors, where a graph needs a wider search for the same recall. On the emoji
-corpus itself (3,822 vectors) f32, f16 and rescored int8 all reach recall@10 >= 0.995 from ef 32.
+A graph step costs the same few hundred nanoseconds whatever the vector width once the distance is
+cheap, so the walk is bound by its hops, not its arithmetic; 128 axes keep 80% of these vectors'
+variance (real embeddings concentrate theirs the same way: participation ratio 54 of 1,280), enough
+to bring every true neighbour into the candidates, and the rescoring restores exact order.
 
 usearch is imported lazily, after onnxruntime (usearch 2.26.2 and later crash when onnxruntime is
 imported after them; the pin in pyproject.toml and ``tests/rankers/test_import_order.py`` guard the
@@ -52,6 +56,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
+import numkong
 import numpy as np
 import numpy.typing as npt
 
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEX_FILE",
     "MANIFEST_FILE",
+    "PROJECTION_FILE",
     "VECTORS_FILE",
     "IndexManifest",
     "IndexSettings",
@@ -71,14 +77,17 @@ __all__ = [
     "VectorIndex",
     "exact_search",
     "import_usearch",
+    "principal_axes",
 ]
 
 Precision = Literal["f32", "f16", "i8"]
 
 INDEX_FILE: Final = "index.usearch"
 VECTORS_FILE: Final = "vectors.npy"
+PROJECTION_FILE: Final = "projection.npy"
 MANIFEST_FILE: Final = "index.json"
-_FORMAT: Final = 1
+_FORMAT: Final = 2
+_PCA_SAMPLE: Final = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,19 +95,24 @@ class IndexSettings:
     """How the graph is built and searched.
 
     Attributes:
-        dtype: The precision usearch stores and compares vectors in.
+        dtype: The precision usearch stores and compares the graph's vectors in.
+        reduce: The graph's dimension: embeddings are projected on their top `reduce` principal
+            axes (fitted on the corpus) before they enter the graph. 0, or a value not below the
+            embedding dimension or the corpus size, keeps the full embeddings (cosine metric).
         connectivity: Edges per node (HNSW's M).
         expansion_add: Candidate list size while building (efConstruction).
-        expansion_search: Candidate list size while searching (ef); raised to k when k is larger.
+        expansion_search: Candidate list size while searching (ef); raised to the number of
+            candidates when that is larger.
         rescore: When > 0, fetch ``rescore * k`` candidates and re-rank them by exact cosine on the
-            stored vectors (recovers the recall int8 loses).
+            stored vectors. Required with a reduced graph, whose own distances are approximate.
     """
 
-    dtype: Precision = "i8"
+    dtype: Precision = "f16"
+    reduce: int = 128
     connectivity: int = 16
     expansion_add: int = 128
-    expansion_search: int = 96
-    rescore: int = 3
+    expansion_search: int = 64
+    rescore: int = 5
 
     def __post_init__(self) -> None:
         if self.dtype not in get_args(Precision):
@@ -107,8 +121,16 @@ class IndexSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        if isinstance(self.rescore, bool) or not isinstance(self.rescore, int) or self.rescore < 0:
-            raise ValueError(f"rescore must be a non-negative integer, got {self.rescore!r}")
+        for name in ("reduce", "rescore"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.reduce == 1:
+            raise ValueError("reduce must be 0 (full embeddings) or at least 2, got 1")
+        if self.reduce and not self.rescore:
+            raise ValueError(
+                "a reduced graph (reduce > 0) needs rescore > 0: its distances are approximate"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +150,7 @@ class IndexManifest:
     index_bytes: int
     index_sha256: str
     vectors_bytes: int
+    projection_bytes: int
     figures: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_json(self) -> str:
@@ -164,15 +187,20 @@ class VectorIndex:
     thread-safe; scores are cosine similarities.
     """
 
-    __slots__ = ("_graph", "_manifest", "_vectors")
+    __slots__ = ("_graph", "_manifest", "_projection", "_vectors")
 
     def __init__(
-        self, graph: Any, vectors: npt.NDArray[np.float16], manifest: IndexManifest
+        self,
+        graph: Any,
+        vectors: npt.NDArray[np.float16],
+        manifest: IndexManifest,
+        projection: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """Wrap a usearch index; prefer `build` and `open`."""
         self._graph = graph
         self._vectors = vectors
         self._manifest = manifest
+        self._projection = projection
 
     @classmethod
     def build(
@@ -208,19 +236,22 @@ class VectorIndex:
             raise ValueError("vectors must be finite")
         usearch = import_usearch()
         started = time.perf_counter()
+        projection = principal_axes(vectors, settings.reduce)
         graph = usearch.Index(
-            ndim=model.dim,
-            metric="cos",
+            ndim=model.dim if projection is None else projection.shape[1],
+            metric="cos" if projection is None else "l2sq",
             dtype=settings.dtype,
             connectivity=settings.connectivity,
             expansion_add=settings.expansion_add,
             expansion_search=settings.expansion_search,
         )
-        graph.add(
-            np.arange(len(corpus), dtype=np.uint64),
-            np.ascontiguousarray(vectors, dtype=np.float32),
-            threads=threads,
-        )
+        keys = np.arange(len(corpus), dtype=np.uint64)
+        for start in range(0, len(corpus), 65536):  # in slices: `vectors` may be memory-mapped
+            rows = slice(start, start + 65536)
+            part = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+            if projection is not None:
+                part = part @ projection
+            graph.add(keys[rows], part, threads=threads)
         measured = {"build_seconds": round(time.perf_counter() - started, 3), **(figures or {})}
         manifest = IndexManifest(
             model=model.name,
@@ -236,9 +267,10 @@ class VectorIndex:
             index_bytes=0,
             index_sha256="",
             vectors_bytes=0,
+            projection_bytes=0,
             figures=MappingProxyType(measured),
         )
-        return cls(graph, vectors.astype(np.float16), manifest)
+        return cls(graph, vectors.astype(np.float16), manifest, projection)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the index folder; the manifest goes last, atomically.
@@ -250,6 +282,7 @@ class VectorIndex:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST_FILE).unlink(missing_ok=True)  # incomplete until rewritten
         index_path, vectors_path = directory / INDEX_FILE, directory / VECTORS_FILE
+        projection_path = directory / PROJECTION_FILE
         # Write beside and rename: a process with the old files memory-mapped keeps reading them.
         staged_index = directory / f".{INDEX_FILE}.partial"
         staged_vectors = directory / f".{VECTORS_FILE}.partial"
@@ -258,11 +291,19 @@ class VectorIndex:
             np.save(stream, np.ascontiguousarray(self._vectors, dtype=np.float16))
         os.replace(staged_index, index_path)
         os.replace(staged_vectors, vectors_path)
+        if self._projection is None:
+            projection_path.unlink(missing_ok=True)
+        else:
+            staged_projection = directory / f".{PROJECTION_FILE}.partial"
+            with staged_projection.open("wb") as stream:
+                np.save(stream, self._projection)
+            os.replace(staged_projection, projection_path)
         manifest = _replace(
             self._manifest,
             index_bytes=index_path.stat().st_size,
             index_sha256=_file_sha256(index_path),
             vectors_bytes=vectors_path.stat().st_size,
+            projection_bytes=projection_path.stat().st_size if self._projection is not None else 0,
         )
         _write_atomic(directory / MANIFEST_FILE, manifest.to_json())
         self._manifest = manifest
@@ -306,9 +347,11 @@ class VectorIndex:
         if corpus is not None:
             _check_corpus(manifest, corpus, directory)
         index_path, vectors_path = directory / INDEX_FILE, directory / VECTORS_FILE
+        projection_path = directory / PROJECTION_FILE
         for path, expected in (
             (index_path, manifest.index_bytes),
             (vectors_path, manifest.vectors_bytes),
+            (projection_path, manifest.projection_bytes or -1),
         ):
             actual = path.stat().st_size if path.is_file() else -1
             if actual != expected:
@@ -317,25 +360,32 @@ class VectorIndex:
                 )
         if verify_checksum and _file_sha256(index_path) != manifest.index_sha256:
             raise ManifestError(f"{index_path} does not match its manifest's sha256: rebuild it")
+        projection = None
+        if manifest.projection_bytes:
+            projection = _load_array(projection_path)
+            if projection.dtype != np.float32 or projection.ndim != 2:
+                raise ManifestError(f"{projection_path} does not hold a float32 matrix")
+            projection = np.ascontiguousarray(projection)
+        graph_dim = manifest.dim if projection is None else projection.shape[1]
         usearch = import_usearch()
         graph = usearch.Index.restore(str(index_path), view=view)
-        if graph is None or graph.ndim != manifest.dim or len(graph) != manifest.count:
+        if graph is None or graph.ndim != graph_dim or len(graph) != manifest.count:
             raise ManifestError(f"{index_path} is not the usearch index its manifest describes")
+        if projection is not None and projection.shape[0] != manifest.dim:
+            raise ManifestError(f"{projection_path} does not project {manifest.dim}-d embeddings")
         graph.expansion_search = manifest.settings.expansion_search
-        try:
-            vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise ManifestError(f"{vectors_path} is unreadable: {error}") from error
+        vectors = _load_array(vectors_path, mmap=True)
         if vectors.shape != (manifest.count, manifest.dim) or vectors.dtype != np.float16:
             raise ManifestError(
                 f"{vectors_path} does not hold ({manifest.count}, {manifest.dim}) f16"
             )
-        return cls(graph, vectors, manifest)
+        return cls(graph, vectors, manifest, projection)
 
     def with_figures(self, figures: Mapping[str, float]) -> VectorIndex:
         """The same index with `figures` added to its manifest's (not saved until `save`)."""
         merged = MappingProxyType({**self._manifest.figures, **figures})
-        return VectorIndex(self._graph, self._vectors, _replace(self._manifest, figures=merged))
+        manifest = _replace(self._manifest, figures=merged)
+        return VectorIndex(self._graph, self._vectors, manifest, self._projection)
 
     @property
     def manifest(self) -> IndexManifest:
@@ -346,6 +396,11 @@ class VectorIndex:
     def dim(self) -> int:
         """The vector dimension."""
         return self._manifest.dim
+
+    @property
+    def graph_dim(self) -> int:
+        """The dimension of the vectors in the graph (`dim` unless the graph is reduced)."""
+        return self.dim if self._projection is None else int(self._projection.shape[1])
 
     def __len__(self) -> int:
         return self._manifest.count
@@ -391,20 +446,29 @@ class VectorIndex:
         fetch = min(len(self), k * settings.rescore if settings.rescore else k)
         if fetch >= len(self):
             # Asked for everything: a graph walk can miss a poorly linked node, a scan cannot.
-            keys, scores = exact_search(self._vectors, batch, k)
-            keys, scores = _pad(keys, np.clip(scores, -1.0, 1.0), k)
+            # Row by row with the rescoring kernel: the same scores as a graph search would give.
+            every = np.asarray(self._vectors)
+            keys = np.full((batch.shape[0], k), -1, dtype=np.int64)
+            scores = np.full((batch.shape[0], k), -np.inf, dtype=np.float32)
+            for row, query in enumerate(batch.astype(np.float16)):
+                similarity = _dot_f16(every, query)
+                order = np.argsort(-similarity, kind="stable")[:k]
+                keys[row, : order.size] = order
+                scores[row, : order.size] = np.clip(similarity[order], -1.0, 1.0)
             return (keys[0], scores[0]) if single else (keys, scores)
-        matches = self._graph.search(np.ascontiguousarray(batch), fetch, threads=threads)
+        walked = batch if self._projection is None else batch @ self._projection
+        matches = self._graph.search(np.ascontiguousarray(walked), fetch, threads=threads)
         found = np.asarray(matches.keys, dtype=np.int64).reshape(batch.shape[0], -1)
         distances = np.asarray(matches.distances, dtype=np.float32).reshape(batch.shape[0], -1)
         # usearch answers one query with `Matches` (no `counts`), more with `BatchMatches`.
         counts = np.asarray(getattr(matches, "counts", [found.shape[1]])).reshape(-1)
         keys = np.full((batch.shape[0], k), -1, dtype=np.int64)
         scores = np.full((batch.shape[0], k), -np.inf, dtype=np.float32)
+        halves = batch.astype(np.float16) if settings.rescore else batch
         for row in range(batch.shape[0]):
             candidates = found[row, : counts[row]]
             if settings.rescore:
-                similarity = self._vectors[candidates].astype(np.float32) @ batch[row]
+                similarity = _dot_f16(self._vectors[candidates], halves[row])
                 order = np.argsort(-similarity, kind="stable")[:k]
                 best, best_scores = candidates[order], np.clip(similarity[order], -1.0, 1.0)
             else:
@@ -414,6 +478,37 @@ class VectorIndex:
         if single:
             return keys[0], scores[0]
         return keys, scores
+
+
+def principal_axes(
+    vectors: npt.NDArray[np.floating[Any]], count: int
+) -> npt.NDArray[np.float32] | None:
+    """The top `count` principal axes of `vectors` as a (dim, count) float32 projection.
+
+    Fitted on at most 20,000 rows, evenly spaced through the corpus (no randomness). None when
+    `count` is 0 or would not reduce anything: not below the dimension or the number of rows.
+    """
+    rows, dim = vectors.shape
+    if count == 0 or count >= dim or count >= rows:
+        return None
+    sample = np.asarray(vectors[np.linspace(0, rows - 1, min(rows, _PCA_SAMPLE)).astype(np.intp)])
+    sample = sample.astype(np.float64)
+    _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(axes[:count].T, dtype=np.float32)
+
+
+def _dot_f16(
+    rows: npt.NDArray[np.float16], query: npt.NDArray[np.float16]
+) -> npt.NDArray[np.float32]:
+    """Inner products of float16 `rows` (n, d) with a float16 `query` (d,), accumulated in float32.
+
+    numkong's SIMD kernels: numpy would first cast the rows to float32, which costs several times
+    the graph walk.
+    """
+    if rows.shape[0] == 0:
+        return np.empty(0, dtype=np.float32)
+    distances = numkong.cdist(rows, query[None, :], "dot", out_dtype="float32")
+    return np.asarray(distances, dtype=np.float32).reshape(-1)
 
 
 def exact_search(
@@ -427,18 +522,6 @@ def exact_search(
     k = min(k, similarity.shape[1])
     order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     return order.astype(np.int64), np.take_along_axis(similarity, order, axis=1)
-
-
-def _pad(
-    keys: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    missing = k - keys.shape[1]
-    if missing <= 0:
-        return keys, scores
-    return (
-        np.pad(keys, ((0, 0), (0, missing)), constant_values=-1),
-        np.pad(scores, ((0, 0), (0, missing)), constant_values=-np.inf),
-    )
 
 
 def import_usearch() -> Any:
@@ -478,6 +561,14 @@ def _check_corpus(manifest: IndexManifest, corpus: Corpus, directory: Path) -> N
             f"(digest {manifest.corpus_digest[:12]}), not {corpus.name} "
             f"(digest {corpus.digest[:12]}): rebuild it with `python -m rankers index`"
         )
+
+
+def _load_array(path: Path, *, mmap: bool = False) -> npt.NDArray[Any]:
+    try:
+        array: npt.NDArray[Any] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{path} is unreadable: {error}") from error
+    return array
 
 
 def _replace(manifest: IndexManifest, **changes: Any) -> IndexManifest:

@@ -17,6 +17,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys
 
+    import numkong  # rankers.index imports it at the top, before usearch and onnxruntime
     import usearch.index  # first: the order that crashes usearch 2.26.2 and later
     import onnxruntime
     import numpy as np
@@ -26,6 +27,9 @@ SCRIPT = textwrap.dedent(
     vectors = np.random.default_rng(0).random((100, 8), dtype=np.float32)
     index.add(np.arange(100), vectors)
     assert index.search(vectors[3], 5).keys[0] == 3
+    halves = vectors.astype(np.float16)
+    dots = np.asarray(numkong.cdist(halves, halves[3:4], "dot", out_dtype="float32")).ravel()
+    assert int(np.argmax(dots / np.linalg.norm(vectors, axis=1))) == 3
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])

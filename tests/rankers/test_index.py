@@ -15,10 +15,12 @@ from rankers.errors import ManifestError
 from rankers.index import (
     INDEX_FILE,
     MANIFEST_FILE,
+    PROJECTION_FILE,
     IndexManifest,
     IndexSettings,
     VectorIndex,
     exact_search,
+    principal_axes,
 )
 
 
@@ -86,12 +88,14 @@ def test_short_results_are_padded(clustered: tuple[PixelEmbedder, Corpus, np.nda
 @pytest.mark.parametrize(
     "settings",
     [
-        IndexSettings(dtype="f32", rescore=0),
-        IndexSettings(dtype="f16", rescore=0),
-        IndexSettings(dtype="i8", rescore=0),
-        IndexSettings(dtype="i8", rescore=3),
+        IndexSettings(dtype="f32", reduce=0, rescore=0),
+        IndexSettings(dtype="f16", reduce=0, rescore=0),
+        IndexSettings(dtype="i8", reduce=0, rescore=0),
+        IndexSettings(dtype="i8", reduce=0, rescore=3),
+        IndexSettings(dtype="f16", reduce=16, rescore=5),
+        IndexSettings(dtype="f32", reduce=16, rescore=5),
     ],
-    ids=["f32", "f16", "i8", "i8-rescored"],
+    ids=["f32", "f16", "i8", "i8-rescored", "reduced-f16", "reduced-f32"],
 )
 def test_every_precision_finds_the_exact_neighbours(settings: IndexSettings) -> None:
     rng = np.random.default_rng(5)
@@ -109,7 +113,50 @@ def test_every_precision_finds_the_exact_neighbours(settings: IndexSettings) -> 
     model = _Fixed(64)
     index = VectorIndex.build(vectors, model=model, corpus=corpus, settings=settings)
     recall = recall_at_10(index, vectors, np.arange(0, 2000, 10))
-    assert recall >= (0.9 if settings == IndexSettings(dtype="i8", rescore=0) else 0.97)
+    assert index.graph_dim == (settings.reduce or 64)
+    assert recall >= (0.9 if settings == IndexSettings(dtype="i8", reduce=0, rescore=0) else 0.97)
+
+
+def test_principal_axes_are_orthonormal_and_capture_the_spread() -> None:
+    rng = np.random.default_rng(2)
+    scales = np.array([5.0, 3.0, 2.0] + [0.1] * 29)
+    rotation = np.linalg.qr(rng.standard_normal((32, 32)))[0]
+    vectors = (rng.standard_normal((500, 32)) * scales) @ rotation
+    axes = principal_axes(vectors, 3)
+    assert axes is not None
+    assert axes.shape == (32, 3)
+    assert axes.dtype == np.float32
+    np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-5)
+    centred = vectors - vectors.mean(axis=0)
+    kept = np.linalg.norm(centred @ axes) ** 2 / np.linalg.norm(centred) ** 2
+    assert kept > 0.95  # the three wide directions hold ~97% of the variance
+    assert principal_axes(vectors, 0) is None
+    assert principal_axes(vectors, 32) is None  # not below the dimension: nothing to reduce
+    assert principal_axes(vectors[:10], 16) is None  # not below the number of rows
+
+
+def test_a_missing_or_changed_projection_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    corpus = Corpus.from_arrays(
+        "dots",
+        [f"d{i}" for i in range(300)],
+        np.zeros((300, 1, 1, 3), np.uint8),
+        styles=["s"] * 300,
+        concepts=[f"c{i}" for i in range(300)],
+        subcategories=["t"] * 300,
+    )
+    settings = IndexSettings(reduce=8)
+    VectorIndex.build(vectors, model=_Fixed(32), corpus=corpus, settings=settings).save(tmp_path)
+    assert VectorIndex.open(tmp_path).graph_dim == 8
+    projection = tmp_path / PROJECTION_FILE
+    np.save(projection, np.zeros((32, 9), np.float32))
+    with pytest.raises(ManifestError, match=r"projection\.npy has"):
+        VectorIndex.open(tmp_path)
+    projection.unlink()
+    with pytest.raises(ManifestError, match=r"projection\.npy has -1 bytes"):
+        VectorIndex.open(tmp_path)
 
 
 class _Fixed:
@@ -184,6 +231,10 @@ def test_bad_arguments(clustered: tuple[PixelEmbedder, Corpus, np.ndarray]) -> N
         IndexSettings(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="connectivity"):
         IndexSettings(connectivity=1)
+    with pytest.raises(ValueError, match="needs rescore > 0"):
+        IndexSettings(reduce=64, rescore=0)
+    with pytest.raises(ValueError, match="reduce must be"):
+        IndexSettings(reduce=1)
 
 
 def test_real_index_recall_against_exact_search(
@@ -191,7 +242,8 @@ def test_real_index_recall_against_exact_search(
 ) -> None:
     vectors = np.stack([lite0_index.vector(row) for row in range(len(emoji))])
     rows = np.linspace(0, len(emoji) - 1, 400).astype(np.int64)
-    # Measured 0.999 here with the default settings (i8 graph, top 30 rescored).
+    # The default settings: a 128-d float16 graph, the top 50 rescored.
     assert recall_at_10(lite0_index, vectors, rows) >= 0.98
     assert lite0_index.manifest.settings == IndexSettings()
+    assert lite0_index.graph_dim == 128
     assert lite0_index.manifest.figures["recall_at_10_sample"] >= 0.98
