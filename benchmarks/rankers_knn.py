@@ -85,7 +85,8 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 HNSW_EFS = (*range(8, 64, 4), *range(64, 128, 8), *range(128, 256, 16), *range(256, 513, 64))
 SWEEP_EXPANSION = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
-SWEEP_RESCORE = (3, 5, 8)
+SWEEP_RESCORE: tuple[int | None, ...] = (None, 3, 5, 8)
+"""None: the value tuned when the index was built (the default)."""
 POINTS_PER_CENTRE = 50
 CENTRES_PER_GROUP = 20
 CHUNK = 100
@@ -382,7 +383,8 @@ def with_settings(source: Path, target: Path, settings: IndexSettings) -> Path:
         except OSError:
             (target / name).symlink_to(source / name)
     manifest = IndexManifest.from_json((source / MANIFEST_FILE).read_text(encoding="utf-8"))
-    changed = dataclasses.replace(manifest, settings=settings)
+    rescore = manifest.rescore if settings.rescore is None else settings.rescore
+    changed = dataclasses.replace(manifest, settings=settings, rescore=rescore)
     (target / MANIFEST_FILE).write_text(changed.to_json(), encoding="utf-8")
     return target
 
@@ -493,7 +495,7 @@ def usearch_alone(folder: Path) -> Search:
     settings = manifest.settings
     graph = import_usearch().Index.restore(str(folder / INDEX_FILE), view=True)
     graph.expansion_search = settings.expansion_search
-    fetch = K * max(1, settings.rescore)
+    fetch = K * max(1, manifest.rescore)
     projection = np.load(folder / PROJECTION_FILE) if manifest.projection_bytes else None
 
     def search(query: Vectors) -> Keys:
@@ -503,31 +505,63 @@ def usearch_alone(folder: Path) -> Search:
     return search
 
 
+@dataclass(frozen=True, slots=True)
+class Exact:
+    """Exact search's figures: single queries (a subset) and batched queries/s."""
+
+    single: Single
+    batch_qps: float
+
+
+def measure_exact(problem: Problem) -> Exact:
+    """Time exact numpy search, single (on a subset: it is slow) and batched."""
+    vectors, queries = problem.vectors, problem.queries
+
+    def exact_one(query: Vectors) -> Keys:
+        return np.asarray(exact_top_k(vectors, query[None, :], K)[0], dtype=np.int64)
+
+    subset = queries[: max(10, min(len(queries), 10_000_000 // len(vectors)))]
+    single = run_single(exact_one, subset)
+    batch = best_batch_qps(lambda q: exact_top_k(vectors, q, K), queries, rounds=2)
+    return Exact(single, batch)
+
+
+def drop_page_cache(*paths: Path) -> None:
+    """Ask the kernel to drop `paths`' clean cached pages (unmapped files only), so files the
+    searches do not read leave no memory pressure on the ones they do (at 1M, gigabytes)."""
+    for path in paths:
+        if path.exists() and hasattr(os, "posix_fadvise"):
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
+
+
 def compare(
-    problem: Problem, folder: Path, ours_build: float, graph: Any, hnsw_build: float, ef: int
+    problem: Problem,
+    exact: Exact,
+    folder: Path,
+    ours_build: float,
+    graph: Any,
+    hnsw_build: float,
+    ef: int,
 ) -> None:
     """The main table: exact, hnswlib and ours (and usearch alone), and the verdict."""
-    count, dim = problem.vectors.shape
-    queries, vectors = problem.queries, problem.vectors
+    queries, work = problem.queries, problem.queries_path.parent
     index = VectorIndex.open(folder, view=True)
     searches = [usearch_alone(folder), ours_search(index), hnsw_search(graph)]
     for search in searches:
         run_single(search, problem.warmup)
     (alone, ours, hnsw), (alone_share, ours_share, _) = paired_single(searches, queries)
-    exact_count = max(10, min(len(queries), 10_000_000 // count))
-
-    def exact_one(query: Vectors) -> Keys:
-        return np.asarray(exact_top_k(vectors, query[None, :], K)[0], dtype=np.int64)
-
-    exact = run_single(exact_one, queries[:exact_count])
     ours_batch = best_batch_qps(lambda q: index.search(q, K, threads=0), queries)
     hnsw_batch = best_batch_qps(lambda q: graph.knn_query(q, k=K, num_threads=-1), queries)
-    exact_batch = best_batch_qps(lambda q: exact_top_k(vectors, q, K), queries, rounds=2)
     ours_recall = recall_at_k(ours.keys, problem.truth)
     rows = (
-        ("exact numpy (f32)", 1.0, exact, exact_batch, None, count * dim * 4 / 2**20, None),
+        ("exact numpy (f32)", 1.0, exact.single, exact.batch_qps, None,
+         file_mib(work / "vectors.npy"), None),
         (f"hnswlib ef={ef}", recall_at_k(hnsw.keys, problem.truth), hnsw, hnsw_batch,
-         hnsw_build, file_mib(problem.queries_path.parent / "hnswlib.bin"), 1.0),
+         hnsw_build, file_mib(work / "hnswlib.bin"), 1.0),
         ("ours (defaults)", ours_recall, ours, ours_batch, ours_build,
          file_mib(folder / INDEX_FILE, folder / VECTORS_FILE, folder / PROJECTION_FILE),
          ours_share),
@@ -547,8 +581,9 @@ def compare(
         )
     print(
         f"(share: of hnswlib's single q/s, median of paired chunks of {CHUNK}; exact single "
-        f"queries: {exact_count}; ours' file = graph + f16 vectors + projection; 'its usearch "
-        "search' = the same graph searched directly, without the rescoring and checks)"
+        f"queries: {len(exact.single.latencies)}; ours' file = graph + f16 vectors + "
+        "projection; 'its usearch search' = the same graph searched directly, without the "
+        "rescoring and checks)"
     )
     recall_ok, share_ok = ours_recall >= TARGET_RECALL, ours_share >= TARGET_SHARE
     print(
@@ -579,7 +614,11 @@ def memory(problem: Problem, folder: Path, hnsw_path: Path, ef: int) -> None:
 
 
 def sweep(
-    problem: Problem, folder: Path, work: Path, reference: Search, grid: Sequence[tuple[int, int]]
+    problem: Problem,
+    folder: Path,
+    work: Path,
+    reference: Search,
+    grid: Sequence[tuple[int, int | None]],
 ) -> list[Point]:
     """Recall and single-query speed of one graph under other expansion_search and rescore."""
     base = IndexManifest.from_json((folder / MANIFEST_FILE).read_text(encoding="utf-8")).settings
@@ -597,8 +636,9 @@ def sweep(
         points.append(point)
         mark = " (default)" if settings == IndexSettings() else ""
         graph = f"{settings.reduce or index.dim}-d {settings.dtype}"
+        used = f"{index.manifest.rescore}{'' if rescore is not None else ' tuned'}"
         print(
-            f"  {graph:>10} {expansion:>16} {rescore:>7} {recall:>9.3f} "
+            f"  {graph:>10} {expansion:>16} {used:>9} {recall:>9.3f} "
             f"{single.qps:>11,.0f} {share:>6.0%} {verdict(point.meets):>6}{mark}",
             flush=True,
         )
@@ -613,7 +653,7 @@ def summarise(points: Sequence[Point]) -> None:
         s = point.settings
         return (
             f"dtype={s.dtype} reduce={s.reduce} expansion_search={s.expansion_search} "
-            f"rescore={s.rescore} "
+            f"rescore={'tuned' if s.rescore is None else s.rescore} "
             f"(recall {point.recall:.3f}, {point.share:.0%} of hnswlib)"
         )
 
@@ -685,10 +725,14 @@ def bench_size(
     del corpus
     hnsw_path = work / "hnswlib.bin"
     graph, hnsw_build, ef = build_hnsw(problem, hnsw_path)
-    compare(problem, folder, ours_build, graph, hnsw_build, ef)
-    # Unmap the vectors and free the graph (gigabytes at 1M) before fresh processes load theirs.
+    exact = measure_exact(problem)
+    # Unmap the float32 vectors and drop them (and hnswlib's file, loaded) from the page cache:
+    # at 1M they are 10 GB the searches never read, which would crowd out the pages they do.
     problem = dataclasses.replace(problem, vectors=np.empty((0, dim), dtype=np.float32))
-    del vectors, graph
+    del vectors
+    drop_page_cache(vectors_path, hnsw_path)
+    compare(problem, exact, folder, ours_build, graph, hnsw_build, ef)
+    del graph  # gigabytes at 1M: free it before fresh processes load theirs
     memory(problem, folder, hnsw_path, ef)
     graph = import_hnswlib().Index(space="ip", dim=dim)
     graph.load_index(str(hnsw_path))
@@ -697,7 +741,7 @@ def bench_size(
         f"sweep of search-time settings, single queries ({query_count:,}), share of "
         f"hnswlib ef={ef} (paired):"
     )
-    header = f"{'graph':>10} {'expansion_search':>16} {'rescore':>7} {'recall@10':>9}"
+    header = f"{'graph':>10} {'expansion_search':>16} {'rescore':>9} {'recall@10':>9}"
     print(f"  {header} {'single q/s':>11} {'share':>6} {'target':>6}")
     reference = hnsw_search(graph)
     # Search widths up to twice hnswlib's (at least 128): the recall the data needs grows with N.

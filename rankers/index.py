@@ -104,15 +104,21 @@ class IndexSettings:
         expansion_search: Candidate list size while searching (ef); raised to the number of
             candidates when that is larger.
         rescore: When > 0, fetch ``rescore * k`` candidates and re-rank them by exact cosine on the
-            stored vectors. Required with a reduced graph, whose own distances are approximate.
+            stored vectors; 0 ranks by the graph's own distances (not with a reduced graph, whose
+            distances are approximate). None: tuned when the index is built, to the smallest
+            of `RESCORE_STEPS` whose recall@10 on a sample of the corpus reaches `tune_recall`
+            (each sampled row a query, itself left out): a larger corpus packs more
+            neighbours into the error of the projection and needs more candidates.
+        tune_recall: The recall@10 the tuning of `rescore` aims for.
     """
 
     dtype: Precision = "f16"
     reduce: int = 128
     connectivity: int = 16
     expansion_add: int = 128
-    expansion_search: int = 64
-    rescore: int = 5
+    expansion_search: int = 48
+    rescore: int | None = None
+    tune_recall: float = 0.985
 
     def __post_init__(self) -> None:
         if self.dtype not in get_args(Precision):
@@ -123,14 +129,18 @@ class IndexSettings:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
         for name in ("reduce", "rescore"):
             value = getattr(self, name)
+            if name == "rescore" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.reduce == 1:
             raise ValueError("reduce must be 0 (full embeddings) or at least 2, got 1")
-        if self.reduce and not self.rescore:
+        if self.reduce and self.rescore == 0:
             raise ValueError(
                 "a reduced graph (reduce > 0) needs rescore > 0: its distances are approximate"
             )
+        if not 0.0 < self.tune_recall <= 1.0:
+            raise ValueError(f"tune_recall must lie in (0, 1], got {self.tune_recall!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +161,8 @@ class IndexManifest:
     index_sha256: str
     vectors_bytes: int
     projection_bytes: int
+    rescore: int
+    """The candidates multiplier searches use: `IndexSettings.rescore`, or its tuned value."""
     figures: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_json(self) -> str:
@@ -252,7 +264,16 @@ class VectorIndex:
             if projection is not None:
                 part = part @ projection
             graph.add(keys[rows], part, threads=threads)
+        halves = vectors.astype(np.float16)
         measured = {"build_seconds": round(time.perf_counter() - started, 3), **(figures or {})}
+        rescore = settings.rescore
+        if rescore is None:
+            started = time.perf_counter()
+            rescore, recall = _tune_rescore(
+                graph, projection, vectors, halves, settings.tune_recall
+            )
+            measured["tuned_recall_at_10"] = round(recall, 4)
+            measured["tune_seconds"] = round(time.perf_counter() - started, 3)
         manifest = IndexManifest(
             model=model.name,
             model_version=str(model.version),
@@ -268,9 +289,10 @@ class VectorIndex:
             index_sha256="",
             vectors_bytes=0,
             projection_bytes=0,
+            rescore=rescore,
             figures=MappingProxyType(measured),
         )
-        return cls(graph, vectors.astype(np.float16), manifest, projection)
+        return cls(graph, halves, manifest, projection)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the index folder; the manifest goes last, atomically.
@@ -327,8 +349,6 @@ class VectorIndex:
                 and sha256).
             corpus: When given, the index must cover exactly this corpus (digest).
             view: Memory-map the graph read-only instead of loading it into memory.
-            verify_checksum: Hash the graph file against the manifest (reads it once; turn off for
-                very large indexes whose files you trust).
 
         Raises:
             ManifestError: The folder is incomplete, its files differ from the manifest, or it was
@@ -374,7 +394,7 @@ class VectorIndex:
         if projection is not None and projection.shape[0] != manifest.dim:
             raise ManifestError(f"{projection_path} does not project {manifest.dim}-d embeddings")
         graph.expansion_search = manifest.settings.expansion_search
-        vectors = _load_array(vectors_path, mmap=True)
+        vectors = _load_array(vectors_path, mapped=True)
         if vectors.shape != (manifest.count, manifest.dim) or vectors.dtype != np.float16:
             raise ManifestError(
                 f"{vectors_path} does not hold ({manifest.count}, {manifest.dim}) f16"
@@ -442,8 +462,8 @@ class VectorIndex:
             raise ValueError(f"queries must have shape (n, {self.dim}), got {np.shape(queries)}")
         if not np.isfinite(batch).all():
             raise ValueError("queries must be finite")
-        settings = self._manifest.settings
-        fetch = min(len(self), k * settings.rescore if settings.rescore else k)
+        rescore = self._manifest.rescore
+        fetch = min(len(self), k * rescore if rescore else k)
         if fetch >= len(self):
             # Asked for everything: a graph walk can miss a poorly linked node, a scan cannot.
             # Row by row with the rescoring kernel: the same scores as a graph search would give.
@@ -464,10 +484,10 @@ class VectorIndex:
         counts = np.asarray(getattr(matches, "counts", [found.shape[1]])).reshape(-1)
         keys = np.full((batch.shape[0], k), -1, dtype=np.int64)
         scores = np.full((batch.shape[0], k), -np.inf, dtype=np.float32)
-        halves = batch.astype(np.float16) if settings.rescore else batch
+        halves = batch.astype(np.float16) if rescore else batch
         for row in range(batch.shape[0]):
             candidates = found[row, : counts[row]]
-            if settings.rescore:
+            if rescore:
                 similarity = _dot_f16(self._vectors[candidates], halves[row])
                 order = np.argsort(-similarity, kind="stable")[:k]
                 best, best_scores = candidates[order], np.clip(similarity[order], -1.0, 1.0)
@@ -478,6 +498,70 @@ class VectorIndex:
         if single:
             return keys[0], scores[0]
         return keys, scores
+
+
+RESCORE_STEPS: Final = (2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
+"""The candidate multipliers the tuning of `IndexSettings.rescore` tries, smallest first."""
+_TUNE_QUERIES: Final = 300
+_TUNE_K: Final = 10
+
+
+def _tune_rescore(
+    graph: Any,
+    projection: npt.NDArray[np.float32] | None,
+    vectors: npt.NDArray[np.floating[Any]],
+    halves: npt.NDArray[np.float16],
+    target: float,
+) -> tuple[int, float]:
+    """The smallest step of `RESCORE_STEPS` whose leave-one-out recall@10 on evenly spaced
+    corpus rows reaches `target` (the last step when none does), and that recall."""
+    count = len(vectors)
+    rows = np.linspace(0, count - 1, min(count, _TUNE_QUERIES)).astype(np.int64)
+    queries = np.asarray(vectors[rows], dtype=np.float32)
+    truth = _top_k_excluding(vectors, queries, rows, _TUNE_K)
+    walked = np.ascontiguousarray(queries if projection is None else queries @ projection)
+    recall = 0.0
+    for step in RESCORE_STEPS:
+        fetch = min(count, (_TUNE_K + 1) * step)
+        matches = graph.search(walked, fetch, threads=0)
+        found = np.asarray(matches.keys, dtype=np.int64).reshape(len(rows), -1)
+        counts = np.asarray(matches.counts).reshape(-1)
+        hits = 0
+        for i, row in enumerate(rows.tolist()):
+            candidates = found[i, : counts[i]]
+            candidates = candidates[candidates != row]
+            similarity = _dot_f16(halves[candidates], queries[i].astype(np.float16))
+            best = candidates[np.argsort(-similarity, kind="stable")[:_TUNE_K]]
+            hits += len(set(best.tolist()) & set(truth[i].tolist()))
+        recall = hits / truth.size
+        if recall >= target or fetch >= count:
+            return step, recall
+    return RESCORE_STEPS[-1], recall
+
+
+def _top_k_excluding(
+    vectors: npt.NDArray[np.floating[Any]],
+    queries: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    k: int,
+) -> npt.NDArray[np.int64]:
+    """Exact top-`k` rows by inner product for each query, leaving out the query's own row;
+    the corpus is read in blocks (it may be memory-mapped and larger than memory)."""
+    best_keys = np.empty((len(queries), 0), dtype=np.int64)
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    for start in range(0, len(vectors), 65536):
+        block = np.asarray(vectors[start : start + 65536], dtype=np.float32)
+        scores = queries @ block.T
+        inside = (rows >= start) & (rows < start + len(block))
+        scores[inside, rows[inside] - start] = -np.inf
+        keys = np.broadcast_to(np.arange(start, start + len(block)), scores.shape)
+        best_scores = np.concatenate([best_scores, scores], axis=1)
+        best_keys = np.concatenate([best_keys, keys], axis=1)
+        keep = min(k, best_scores.shape[1])
+        top = np.argpartition(-best_scores, keep - 1, axis=1)[:, :keep]
+        best_scores = np.take_along_axis(best_scores, top, axis=1)
+        best_keys = np.take_along_axis(best_keys, top, axis=1)
+    return best_keys
 
 
 def principal_axes(
@@ -563,9 +647,11 @@ def _check_corpus(manifest: IndexManifest, corpus: Corpus, directory: Path) -> N
         )
 
 
-def _load_array(path: Path, *, mmap: bool = False) -> npt.NDArray[Any]:
+def _load_array(path: Path, *, mapped: bool = False) -> npt.NDArray[Any]:
     try:
-        array: npt.NDArray[Any] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array: npt.NDArray[Any] = np.load(
+            path, mmap_mode="r" if mapped else None, allow_pickle=False
+        )
     except (OSError, ValueError) as error:
         raise ManifestError(f"{path} is unreadable: {error}") from error
     return array

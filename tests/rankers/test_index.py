@@ -117,6 +117,37 @@ def test_every_precision_finds_the_exact_neighbours(settings: IndexSettings) -> 
     assert recall >= (0.9 if settings == IndexSettings(dtype="i8", reduce=0, rescore=0) else 0.97)
 
 
+def test_rescoring_is_tuned_to_the_corpus() -> None:
+    """A coarse projection needs more candidates for the same recall: the tuning finds that,
+    and held-out queries then reach about the recall it aimed for."""
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((60, 64)) * np.linspace(2.0, 0.2, 64)
+    drawn = centres[rng.integers(0, 60, 2600)] + rng.standard_normal((2600, 64)) * 0.6
+    drawn = (drawn / np.linalg.norm(drawn, axis=1, keepdims=True)).astype(np.float32)
+    vectors, held_out = drawn[:2000], drawn[2000:]
+    corpus = Corpus.from_arrays(
+        "blobs",
+        [f"b{i}" for i in range(2000)],
+        np.zeros((2000, 1, 1, 3), np.uint8),
+        styles=["s"] * 2000,
+        concepts=[f"c{i}" for i in range(2000)],
+        subcategories=["t"] * 2000,
+    )
+    tuned = {}
+    for reduce in (4, 32):
+        settings = IndexSettings(reduce=reduce, tune_recall=0.97)
+        index = VectorIndex.build(vectors, model=_Fixed(64), corpus=corpus, settings=settings)
+        tuned[reduce] = index.manifest.rescore
+        assert index.manifest.figures["tuned_recall_at_10"] >= 0.97
+        exact, _ = exact_search(vectors, held_out, 10)
+        found, _ = index.search(held_out, 10)
+        hits = sum(
+            len(set(a) & set(b)) for a, b in zip(found.tolist(), exact.tolist(), strict=True)
+        )
+        assert hits / exact.size >= 0.95
+    assert tuned[4] > tuned[32]  # 4 axes rank candidates worse than 32
+
+
 def test_principal_axes_are_orthonormal_and_capture_the_spread() -> None:
     rng = np.random.default_rng(2)
     scales = np.array([5.0, 3.0, 2.0] + [0.1] * 29)
@@ -242,7 +273,7 @@ def test_real_index_recall_against_exact_search(
 ) -> None:
     vectors = np.stack([lite0_index.vector(row) for row in range(len(emoji))])
     rows = np.linspace(0, len(emoji) - 1, 400).astype(np.int64)
-    # The default settings: a 128-d float16 graph, the top 50 rescored.
+    # The default settings: a 128-d float16 graph, the number of candidates tuned.
     assert recall_at_10(lite0_index, vectors, rows) >= 0.98
     assert lite0_index.manifest.settings == IndexSettings()
     assert lite0_index.graph_dim == 128
