@@ -238,13 +238,15 @@ class OnnxEmbedder:
 
     @classmethod
     def from_manifest(
-        cls, path: str | os.PathLike[str], *, threads: int | None = None
+        cls, path: str | os.PathLike[str], *, threads: int | None = None, spin: bool = True
     ) -> OnnxEmbedder:
         """Load the model a ``manifest.toml`` describes.
 
         Args:
             path: The manifest, or the folder holding ``manifest.toml``.
             threads: onnxruntime intra-op threads; defaults to the CPUs available.
+            spin: Whether idle intra-op threads spin waiting for work (onnxruntime's default);
+                turn off when other sessions share the cores.
 
         Returns:
             The embedder.
@@ -278,6 +280,7 @@ class OnnxEmbedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:

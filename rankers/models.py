@@ -35,7 +35,9 @@ __all__ = [
 MODELS_DIR: Final = Path(__file__).resolve().parent / "models"
 """The folder of bundled models, one sub-folder with a ``manifest.toml`` each."""
 
-EmbedderFactory = Callable[[int | None], Embedder]
+EmbedderFactory = Callable[[int | None, bool], Embedder]
+"""Makes an embedder from (onnxruntime threads or None for the default, whether idle threads
+spin)."""
 """Builds an embedder given onnxruntime's thread count (None: the CPUs available)."""
 
 _FACTORIES: dict[str, EmbedderFactory] = {}
@@ -84,13 +86,16 @@ def manifest(name: str) -> ModelManifest:
     return parsed
 
 
-def load_embedder(name: str, *, threads: int | None = None) -> Embedder:
+def load_embedder(name: str, *, threads: int | None = None, spin: bool = True) -> Embedder:
     """Load a registered model.
 
     Args:
         name: A name from `names`.
         threads: onnxruntime intra-op threads (ignored by the pixel baseline); None: the CPUs
             available.
+        spin: Let onnxruntime's idle threads spin for the next task (fastest when the model has
+            the cores to itself); False when several models run at once on the same cores, as
+            in the server, where spinning threads take the CPU the other model needs.
 
     Raises:
         UnknownItemError: No model has that name.
@@ -103,17 +108,17 @@ def load_embedder(name: str, *, threads: int | None = None) -> Embedder:
         raise UnknownItemError(
             f"no model named {name!r} (known: {', '.join(names()) or 'none'})"
         ) from None
-    return factory(threads)
+    return factory(threads, spin)
 
 
 def _bundled_factory(name: str) -> EmbedderFactory:
-    def load(threads: int | None) -> Embedder:
-        return OnnxEmbedder.from_manifest(manifest(name).directory, threads=threads)
+    def load(threads: int | None, spin: bool) -> Embedder:
+        return OnnxEmbedder.from_manifest(manifest(name).directory, threads=threads, spin=spin)
 
     return load
 
 
-def _pixels(threads: int | None) -> Embedder:
+def _pixels(threads: int | None, spin: bool) -> Embedder:
     if threads is not None and (isinstance(threads, bool) or threads < 1):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return PixelEmbedder(16)

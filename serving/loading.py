@@ -64,7 +64,8 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
 
     assert config.model is not None  # the config parser requires it
     try:
-        embedder = models.load_embedder(config.model, threads=config.threads)
+        # The rankers of an interleaving run at once on the same cores: no spinning threads.
+        embedder = models.load_embedder(config.model, threads=config.threads, spin=False)
         directory = config.index or indexing.index_dir(embedder.name, corpus.name)
         try:
             index = VectorIndex.open(directory, model=embedder, corpus=corpus)

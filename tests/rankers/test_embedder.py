@@ -44,7 +44,7 @@ def test_bundled_models_are_registered() -> None:
 
 def test_registry_refuses_duplicates_and_unknown_names() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        models.register("pixels-16", lambda threads: PixelEmbedder(16))
+        models.register("pixels-16", lambda threads, spin: PixelEmbedder(16))
     with pytest.raises(UnknownItemError, match="no model named 'nope'"):
         models.load_embedder("nope")
     with pytest.raises(UnknownItemError, match="no bundled model"):
@@ -120,6 +120,15 @@ def test_threads_are_set_explicitly() -> None:
     assert embedder._session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ValueError, match="threads"):
         models.load_embedder("effnet-lite0", threads=0)
+
+
+def test_spinning_threads_can_be_turned_off() -> None:
+    key = "session.intra_op.allow_spinning"
+    for spin, expected in ((True, "1"), (False, "0")):
+        embedder = models.load_embedder("effnet-lite0", threads=2, spin=spin)
+        assert isinstance(embedder, OnnxEmbedder)
+        options = embedder._session.get_session_options()
+        assert options.get_session_config_entry(key) == expected
 
 
 # --- preprocessing, by hand -------------------------------------------------------------------
