@@ -53,14 +53,16 @@ def list_all(args: argparse.Namespace) -> int:
             table.add_row(name, "", "", "built in")
     console.print(table)
     console.print(f"corpora: {', '.join(corpus.names())}")
-    built = Table("model", "version", "corpus", "vectors", "precision", "built", title="indexes")
+    built = Table("model", "version", "corpus", "vectors", "graph", "built", title="indexes")
     for _, index in indexing.installed_indexes():
+        width = index.settings.reduce if index.projection_bytes else index.dim
+        rescored = f", top {index.rescore}k rescored" if index.rescore else ""
         built.add_row(
             index.model,
             index.model_version,
             index.corpus,
             f"{index.count:,}",
-            index.settings.dtype,
+            f"{width}-d {index.settings.dtype}{rescored}",
             index.built_at,
         )
     console.print(built if built.row_count else "indexes: none built yet (python -m rankers index)")
