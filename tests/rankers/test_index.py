@@ -102,14 +102,7 @@ def test_every_precision_finds_the_exact_neighbours(settings: IndexSettings) -> 
     centres = rng.gamma(0.5, size=(40, 64))
     vectors = centres[rng.integers(0, 40, 2000)] * rng.lognormal(0, 0.5, size=(2000, 64))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-    corpus = Corpus.from_arrays(
-        "dots",
-        [f"d{i}" for i in range(2000)],
-        np.zeros((2000, 1, 1, 3), np.uint8),
-        styles=["s"] * 2000,
-        concepts=[f"c{i}" for i in range(2000)],
-        subcategories=["t"] * 2000,
-    )
+    corpus = made_up_corpus("dots", 2000)
     model = _Fixed(64)
     index = VectorIndex.build(vectors, model=model, corpus=corpus, settings=settings)
     recall = recall_at_10(index, vectors, np.arange(0, 2000, 10))
@@ -125,14 +118,7 @@ def test_rescoring_is_tuned_to_the_corpus() -> None:
     drawn = centres[rng.integers(0, 60, 2600)] + rng.standard_normal((2600, 64)) * 0.6
     drawn = (drawn / np.linalg.norm(drawn, axis=1, keepdims=True)).astype(np.float32)
     vectors, held_out = drawn[:2000], drawn[2000:]
-    corpus = Corpus.from_arrays(
-        "blobs",
-        [f"b{i}" for i in range(2000)],
-        np.zeros((2000, 1, 1, 3), np.uint8),
-        styles=["s"] * 2000,
-        concepts=[f"c{i}" for i in range(2000)],
-        subcategories=["t"] * 2000,
-    )
+    corpus = made_up_corpus("blobs", 2000)
     tuned = {}
     for reduce in (4, 32):
         settings = IndexSettings(reduce=reduce, tune_recall=0.97)
@@ -170,14 +156,7 @@ def test_a_missing_or_changed_projection_is_refused(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((300, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    corpus = Corpus.from_arrays(
-        "dots",
-        [f"d{i}" for i in range(300)],
-        np.zeros((300, 1, 1, 3), np.uint8),
-        styles=["s"] * 300,
-        concepts=[f"c{i}" for i in range(300)],
-        subcategories=["t"] * 300,
-    )
+    corpus = made_up_corpus("dots", 300)
     settings = IndexSettings(reduce=8)
     VectorIndex.build(vectors, model=_Fixed(32), corpus=corpus, settings=settings).save(tmp_path)
     assert VectorIndex.open(tmp_path).graph_dim == 8
@@ -188,6 +167,18 @@ def test_a_missing_or_changed_projection_is_refused(tmp_path: Path) -> None:
     projection.unlink()
     with pytest.raises(ManifestError, match=r"projection\.npy has -1 bytes"):
         VectorIndex.open(tmp_path)
+
+
+def made_up_corpus(name: str, count: int) -> Corpus:
+    """A corpus standing for made-up vectors: `count` blank images, one concept each."""
+    return Corpus.from_arrays(
+        name,
+        [f"{name}/{i}" for i in range(count)],
+        np.zeros((count, 1, 1, 3), np.uint8),
+        styles=["s"] * count,
+        concepts=[f"c{i}" for i in range(count)],
+        subcategories=["t"] * count,
+    )
 
 
 class _Fixed:
