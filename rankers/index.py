@@ -529,7 +529,8 @@ def _tune_rescore(
         fetch = min(count, (_TUNE_K + 1) * step)
         matches = graph.search(walked, fetch, threads=0)
         found = np.asarray(matches.keys, dtype=np.int64).reshape(len(rows), -1)
-        counts = np.asarray(matches.counts).reshape(-1)
+        # One query gives `Matches` (no `counts`), more give `BatchMatches`.
+        counts = np.asarray(getattr(matches, "counts", [found.shape[1]])).reshape(-1)
         hits = 0
         for i, row in enumerate(rows.tolist()):
             candidates = found[i, : counts[i]]

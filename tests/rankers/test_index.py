@@ -134,6 +134,16 @@ def test_rescoring_is_tuned_to_the_corpus() -> None:
     assert tuned[4] > tuned[32]  # 4 axes rank candidates worse than 32
 
 
+def test_a_one_image_corpus_builds_and_searches() -> None:
+    vector = np.zeros((1, 8), np.float32)
+    vector[0, 3] = 1.0
+    index = VectorIndex.build(vector, model=_Fixed(8), corpus=made_up_corpus("one", 1))
+    keys, scores = index.search(vector[0], 3)
+    assert keys.tolist() == [0, -1, -1]
+    assert scores[0] == pytest.approx(1.0)
+    assert np.isneginf(scores[1:]).all()
+
+
 def test_principal_axes_are_orthonormal_and_capture_the_spread() -> None:
     rng = np.random.default_rng(2)
     scales = np.array([5.0, 3.0, 2.0] + [0.1] * 29)
