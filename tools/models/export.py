@@ -120,6 +120,12 @@ def load_backbone(spec: ModelSpec):  # type: ignore[no-untyped-def]
 
     weights = getattr(importlib.import_module(spec.weights_module), spec.weights_class)
     path = weights.get_model_file_path()
+    # With no local file, from_pretrained would fall back to downloading the checkpoint: refuse.
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{spec.weights_module} ships no checkpoint file (got {path!r}): reinstall it; "
+            "nothing is downloaded"
+        )
     # from_pretrained prints a line and asserts that no key is missing or unexpected.
     with contextlib.redirect_stdout(io.StringIO()):
         model = EfficientNet.from_pretrained(spec.arch, weights_path=path)
