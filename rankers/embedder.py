@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from rankers.cache import file_sha256
 from rankers.errors import ManifestError, RankerError
 from rankers.images import check_rgb
 from rankers.manifest import ModelManifest, Resample, parse
@@ -204,15 +205,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OnnxEmbedder:

@@ -13,7 +13,6 @@ are CC-BY-4.0, copyright Twitter, Inc and other contributors; the emoji-datasour
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankers import cache, images
+from rankers.cache import file_sha256
 from rankers.corpus import CORPUS_FILE, Corpus, read, write
 from rankers.errors import ImageError, RankerError
 
@@ -136,7 +136,7 @@ def fetch(*, npm: str = "npm", force: bool = False) -> Path:
 
 def _download(package: NpmPackage, downloads: Path, npm: str) -> Path:
     path = downloads / package.tarball
-    if path.is_file() and _sha256(path) == package.sha256:
+    if path.is_file() and file_sha256(path) == package.sha256:
         return path
     downloads.mkdir(parents=True, exist_ok=True)
     executable = shutil.which(npm)
@@ -160,7 +160,7 @@ def _download(package: NpmPackage, downloads: Path, npm: str) -> Path:
         packed = Path(staging) / package.tarball
         if not packed.is_file():
             raise RankerError(f"`npm pack {spec}` did not write {package.tarball}")
-        actual = _sha256(packed)
+        actual = file_sha256(packed)
         if actual != package.sha256:
             raise RankerError(
                 f"{package.tarball} has sha256 {actual}, expected {package.sha256}: "
@@ -247,11 +247,3 @@ def _fit(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     resized = Image.fromarray(rgb).resize((_SIZE, _SIZE), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -18,7 +18,6 @@ Licence (see ``rankers/CORPUS_LICENSES.md``): MIT, copyright 2017 Zalando SE.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rankers import cache
+from rankers.cache import file_sha256
 from rankers.corpus import CORPUS_FILE, Corpus, read, write
 from rankers.errors import RankerError
 
@@ -153,7 +153,7 @@ def fetch(*, force: bool = False, files: Mapping[str, Path] | None = None) -> Pa
         {
             "package": DEBIAN_PACKAGE,
             "file": name,
-            "sha256": _sha256(paths[name]),
+            "sha256": file_sha256(paths[name]),
             "license": _LICENSE,
         }
         for pair in FILES
@@ -229,11 +229,3 @@ def read_idx(path: Path, magic: int) -> npt.NDArray[np.uint8]:
     if len(data) != expected:
         raise RankerError(f"{path} has {len(data)} bytes, its header says {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

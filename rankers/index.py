@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -64,6 +63,7 @@ import numkong
 import numpy as np
 import numpy.typing as npt
 
+from rankers.cache import file_sha256
 from rankers.errors import ManifestError, RankerError
 
 if TYPE_CHECKING:
@@ -327,7 +327,7 @@ class VectorIndex:
         manifest = _replace(
             self._manifest,
             index_bytes=index_path.stat().st_size,
-            index_sha256=_file_sha256(index_path),
+            index_sha256=file_sha256(index_path),
             vectors_bytes=vectors_path.stat().st_size,
             projection_bytes=projection_path.stat().st_size if self._projection is not None else 0,
         )
@@ -382,7 +382,7 @@ class VectorIndex:
                 raise ManifestError(
                     f"{path} has {actual} bytes, its manifest says {expected}: rebuild the index"
                 )
-        if verify_checksum and _file_sha256(index_path) != manifest.index_sha256:
+        if verify_checksum and file_sha256(index_path) != manifest.index_sha256:
             raise ManifestError(f"{index_path} does not match its manifest's sha256: rebuild it")
         projection = None
         if manifest.projection_bytes:
@@ -676,11 +676,3 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

