@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Query", "Ranker", "Ranking", "check_k", "query_key", "query_rng"]
+__all__ = ["Query", "Ranker", "Ranking", "check_k", "fingerprint", "query_key", "query_rng"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,14 @@ class Ranker(Protocol):
     def rank(self, query: Query, k: int) -> Ranking:
         """The top `k` corpus ids for `query`, best first. A corpus-id query excludes itself."""
         ...
+
+
+def fingerprint(ranker: Ranker) -> str:
+    """What a ranker's answers depend on, for keying cached rankings: its `fingerprint`
+    attribute where it has one (the model and index files behind it, its parameters), else its
+    name. Two rankers with the same fingerprint give the same rankings."""
+    own = getattr(ranker, "fingerprint", None)
+    return own if isinstance(own, str) else ranker.name
 
 
 def check_k(k: int) -> int:

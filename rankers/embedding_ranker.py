@@ -73,6 +73,13 @@ class EmbeddingRanker:
         return self._embedder
 
     @property
+    def fingerprint(self) -> str:
+        """The name, the model's sha256 and the index's (see `rankers.base.fingerprint`)."""
+        built = self._index.manifest
+        index = built.index_sha256 or f"unsaved {built.built_at}"
+        return f"{self._name}|model {self._embedder.sha256}|index {index}"
+
+    @property
     def index(self) -> VectorIndex:
         """The index."""
         return self._index

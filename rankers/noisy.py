@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from rankers.base import Query, Ranker, Ranking, check_k, query_rng
+from rankers.base import Query, Ranker, Ranking, check_k, fingerprint, query_rng
 
 __all__ = ["NoisyRanker"]
 
@@ -54,6 +54,12 @@ class NoisyRanker:
     def name(self) -> str:
         """The ranker's name."""
         return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """The parameters and the base ranker's fingerprint (see `rankers.base.fingerprint`)."""
+        parameters = f"noise {self._noise!r} salt {self._salt!r} pool {self._pool}"
+        return f"{self._name}|{parameters}|{fingerprint(self._base)}"
 
     def rank(self, query: Query, k: int) -> Ranking:
         """The top `k` after jittering the base ranker's top max(k, pool).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rankers.base import Query, Ranker, Ranking, check_k
+from rankers.base import Query, Ranker, Ranking, check_k, fingerprint
 from rankers.corpus import Corpus
 from rankers.embedder import Embedder
 from rankers.images import check_rgb
@@ -94,6 +94,13 @@ class RerankRanker:
     def name(self) -> str:
         """The ranker's name."""
         return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """The re-ranking model, the depth and the candidates' fingerprint (see
+        `rankers.base.fingerprint`)."""
+        model = f"model {self._embedder.sha256} top {self._top_k}"
+        return f"{self._name}|{model}|{fingerprint(self._candidates)}"
 
     def rank(self, query: Query, k: int) -> Ranking:
         """Fetch max(k, top_k) candidates, and return the `k` the embedder finds most similar.

@@ -8,7 +8,7 @@ through clicks below position `keep`.
 
 from __future__ import annotations
 
-from rankers.base import Query, Ranker, Ranking, check_k, query_rng
+from rankers.base import Query, Ranker, Ranking, check_k, fingerprint, query_rng
 
 __all__ = ["ShuffledTailRanker"]
 
@@ -44,6 +44,11 @@ class ShuffledTailRanker:
     def name(self) -> str:
         """The ranker's name."""
         return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """The parameters and the base ranker's fingerprint (see `rankers.base.fingerprint`)."""
+        return f"{self._name}|keep {self._keep} salt {self._salt!r}|{fingerprint(self._base)}"
 
     def rank(self, query: Query, k: int) -> Ranking:
         """The base ranker's top `k`, positions `keep` and later shuffled.

@@ -6,6 +6,7 @@ advance, so an experiment's outcome can be checked exactly.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -65,6 +66,12 @@ class StaticRanker:
     def name(self) -> str:
         """The name given at construction."""
         return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """The name and a digest of the fixed lists (see `rankers.base.fingerprint`)."""
+        content = repr((self._corpus_ids, sorted(self._rankings.items()), self._image_ranking))
+        return f"{self._name}|{hashlib.blake2b(content.encode(), digest_size=16).hexdigest()}"
 
     def rank(self, query: Query, k: int) -> Ranking:
         """The first `k` ids of the fixed list, then of corpus order, without the query's own id.

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from rankers.base import Query, Ranker
+from rankers.base import Query, Ranker, fingerprint
 from rankers.cache import cache_root
 from rankers.corpus import Corpus
 
@@ -85,7 +85,7 @@ def ranking_table(
     """
     rows = np.asarray(queries, dtype=np.int64)
     key = hashlib.blake2b(
-        f"{ranker.name}|{corpus.digest}|{depth}".encode() + rows.tobytes(), digest_size=10
+        f"{fingerprint(ranker)}|{corpus.digest}|{depth}".encode() + rows.tobytes(), digest_size=10
     ).hexdigest()
     folder = cache if cache is not None else cache_root() / "simulations"
     path = folder / f"{_safe(ranker.name)}-{key}.npy"

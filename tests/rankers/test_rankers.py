@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from rankers import Query, Ranker, Ranking, UnknownItemError
-from rankers.base import query_key, query_rng
+from rankers.base import fingerprint, query_key, query_rng
 from rankers.corpus import Corpus
 from rankers.embedder import Embedder, Images, PixelEmbedder, as_images
 from rankers.embedding_ranker import EmbeddingRanker
@@ -316,3 +316,13 @@ def test_static_ranker_validates_its_lists() -> None:
         StaticRanker(("a", "b", "c"), {"a": ("b", "b")})
     with pytest.raises(ValueError, match="unique"):
         StaticRanker(("a", "a"))
+
+
+def test_an_embedding_rankers_fingerprint_names_its_model_and_index(
+    tiny_corpus: Corpus, tiny_index: VectorIndex, pixels: PixelEmbedder
+) -> None:
+    ranker = EmbeddingRanker(pixels, tiny_index, tiny_corpus)
+    built = tiny_index.manifest
+    assert pixels.sha256 in fingerprint(ranker)
+    assert (built.index_sha256 or built.built_at) in fingerprint(ranker)
+    assert fingerprint(NoisyRanker(ranker, 1.0, "s")).endswith(fingerprint(ranker))
