@@ -90,7 +90,7 @@ INDEX_FILE: Final = "index.usearch"
 VECTORS_FILE: Final = "vectors.npy"
 PROJECTION_FILE: Final = "projection.npy"
 MANIFEST_FILE: Final = "index.json"
-_FORMAT: Final = 2
+_FORMAT: Final = 3
 _PCA_SAMPLE: Final = 20_000
 
 
@@ -165,6 +165,7 @@ class IndexManifest:
     index_sha256: str
     vectors_bytes: int
     projection_bytes: int
+    projection_sha256: str
     rescore: int
     """The candidates multiplier searches use: `IndexSettings.rescore`, or its tuned value."""
     figures: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -293,6 +294,7 @@ class VectorIndex:
             index_sha256="",
             vectors_bytes=0,
             projection_bytes=0,
+            projection_sha256="",
             rescore=rescore,
             figures=MappingProxyType(measured),
         )
@@ -330,6 +332,7 @@ class VectorIndex:
             index_sha256=file_sha256(index_path),
             vectors_bytes=vectors_path.stat().st_size,
             projection_bytes=projection_path.stat().st_size if self._projection is not None else 0,
+            projection_sha256=file_sha256(projection_path) if self._projection is not None else "",
         )
         _write_atomic(directory / MANIFEST_FILE, manifest.to_json())
         self._manifest = manifest
@@ -386,6 +389,11 @@ class VectorIndex:
             raise ManifestError(f"{index_path} does not match its manifest's sha256: rebuild it")
         projection = None
         if manifest.projection_bytes:
+            # Small, and every query goes through it: always checked.
+            if file_sha256(projection_path) != manifest.projection_sha256:
+                raise ManifestError(
+                    f"{projection_path} does not match its manifest's sha256: rebuild the index"
+                )
             projection = _load_array(projection_path)
             if projection.dtype != np.float32 or projection.ndim != 2:
                 raise ManifestError(f"{projection_path} does not hold a float32 matrix")

@@ -171,6 +171,12 @@ def test_a_missing_or_changed_projection_is_refused(tmp_path: Path) -> None:
     VectorIndex.build(vectors, model=_Fixed(32), corpus=corpus, settings=settings).save(tmp_path)
     assert VectorIndex.open(tmp_path).graph_dim == 8
     projection = tmp_path / PROJECTION_FILE
+    original = projection.read_bytes()
+    changed = bytearray(original)
+    changed[-1] ^= 0x01  # same size, one weight changed
+    projection.write_bytes(bytes(changed))
+    with pytest.raises(ManifestError, match=r"projection\.npy does not match its manifest"):
+        VectorIndex.open(tmp_path, verify_checksum=False)
     np.save(projection, np.zeros((32, 9), np.float32))
     with pytest.raises(ManifestError, match=r"projection\.npy has"):
         VectorIndex.open(tmp_path)
