@@ -10,7 +10,10 @@ pixels (torchvision's ``Resize(int)`` rounding), centre-crop ``input_size`` pixe
 ``CenterCrop``), then ``(x - mean) / std`` per channel and the manifest's channel order and layout.
 The resize and crop are one Pillow call over the crop's source box, which gives the pixels of
 resizing the whole image then cropping (to within one level of rounding when shrinking) without
-resizing pixels the crop throws away, so a 1 x 10,000 banner stays cheap.
+resizing pixels the crop throws away, so a 1 x 10,000 banner stays cheap. For the bilinear filter
+and sources up to 16 times the crop's pixels (the corpora's 28 and 64 px images, most uploads'
+thumbnails), `rankers._resample` computes the same values bit for bit, fused with the
+normalisation, in a sixth of the time.
 """
 
 from __future__ import annotations
@@ -146,7 +149,16 @@ def resize_and_crop(
     if size <= 0 or resize < size:
         raise ValueError(f"need 0 < size <= resize, got size={size}, resize={resize}")
     check_rgb(image)
-    height, width = image.shape[:2]
+    box = _crop_box(image.shape[0], image.shape[1], resize=resize, size=size)
+    pillow = Image.fromarray(np.ascontiguousarray(image))
+    cropped = pillow.resize((size, size), _RESAMPLE[resample], box=box)
+    return np.asarray(cropped, dtype=np.uint8)
+
+
+def _crop_box(
+    height: int, width: int, *, resize: int, size: int
+) -> tuple[float, float, float, float]:
+    """The source box of the centre `size` crop of the image resized to shorter side `resize`."""
     if width <= height:
         new_width, new_height = resize, int(resize * height / width)
     else:
@@ -154,10 +166,12 @@ def resize_and_crop(
     top = round((new_height - size) / 2.0)
     left = round((new_width - size) / 2.0)
     scale_x, scale_y = width / new_width, height / new_height
-    box = (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y)
-    pillow = Image.fromarray(np.ascontiguousarray(image))
-    cropped = pillow.resize((size, size), _RESAMPLE[resample], box=box)
-    return np.asarray(cropped, dtype=np.uint8)
+    return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y)
+
+
+_COMPILED_MAX_SOURCE: Final = 16
+"""The compiled bilinear path serves sources up to this many times the crop's pixels; Pillow is
+faster on larger ones (it reads the source in place, the compiled path copies each channel)."""
 
 
 def preprocess(
@@ -177,11 +191,6 @@ def preprocess(
         float32 (3, S, S) for ``layout = "NCHW"`` or (S, S, 3) for ``"NHWC"``, S = ``input_size``:
         ``(x - mean) / std`` of each channel, computed in float32.
     """
-    pixels = resize_and_crop(
-        image, resize=manifest.resize, size=manifest.input_size, resample=manifest.resample
-    )
-    if manifest.color == "BGR":
-        pixels = pixels[:, :, ::-1]
     side = manifest.input_size
     shape = (3, side, side) if manifest.layout == "NCHW" else (side, side, 3)
     if out is None:
@@ -190,6 +199,29 @@ def preprocess(
         raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
     mean = np.asarray(manifest.mean, dtype=np.float32)
     std = np.asarray(manifest.std, dtype=np.float32)
+    check_rgb(image)
+    height, width = image.shape[:2]
+    if manifest.resample == "bilinear" and height * width <= _COMPILED_MAX_SOURCE * side * side:
+        # Pillow's bilinear filter, bit for bit, fused with the normalisation: 50 us for a 64 px
+        # image where Pillow and numpy take 300 (see rankers._resample).
+        from rankers._resample import resample_normalise
+
+        box = np.asarray(_crop_box(height, width, resize=manifest.resize, size=side), np.float32)
+        resample_normalise(
+            np.ascontiguousarray(image),
+            side,
+            side,
+            box,
+            mean,
+            std,
+            manifest.layout == "NCHW",
+            manifest.color == "BGR",
+            out,
+        )
+        return out
+    pixels = resize_and_crop(image, resize=manifest.resize, size=side, resample=manifest.resample)
+    if manifest.color == "BGR":
+        pixels = pixels[:, :, ::-1]
     if manifest.layout == "NCHW":
         pixels, mean, std = pixels.transpose(2, 0, 1), mean[:, None, None], std[:, None, None]
     # Two float32 ufunc passes straight into `out` (the cast fused into the first): a quarter

@@ -48,6 +48,18 @@ def _freeze_heap() -> None:
     logger.info("froze %d start-up objects out of garbage collection", gc.get_freeze_count())
 
 
+def _compile_preprocessing() -> None:
+    """Load the compiled resize (rankers._resample) now, not on the first upload."""
+    import numpy as np
+
+    from rankers._resample import resample_normalise
+
+    unit = np.ones(3, np.float32)
+    out = np.empty((3, 2, 2), np.float32)
+    box = np.asarray([0, 0, 1, 1], np.float32)
+    resample_normalise(np.zeros((1, 1, 3), np.uint8), 2, 2, box, unit, unit, True, False, out)
+
+
 def run(
     config_path: str | None = None,
     *,
@@ -70,6 +82,7 @@ def run(
     check_log_dir_free(config)
     logger.info("loading the corpus and %d ranker(s)", len(config.rankers))
     app = create_app(config)
+    _compile_preprocessing()
     app.on_startup.append(_freeze_heap)
     logger.info(
         "serving on http://%s:%d (log directory %s)", config.host, config.port, config.log.directory
