@@ -3,17 +3,26 @@
 The generator for an impression is derived from a stable hash (BLAKE2b) of the experiment salt,
 the unit id and the query id, never from Python's `hash()` (salted per process) or global state.
 Logging the 64-bit seed with the impression lets an auditor rebuild the page exactly.
+
+The seed stands for a PCG64 generator whose 128-bit state and increment are BLAKE2b of the seed
+(through numpy's `ISeedSequence` interface), not numpy's `SeedSequence` hashing: a server drafts
+one page per request, and `SeedSequence` cost it 6 us (20 under load) where this costs 2. The
+seed is already a hash, so nothing is lost by hashing it once more instead of mixing it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from numpy.random.bit_generator import ISeedSequence
 
 __all__ = ["rng_for", "rng_from_seed", "seed_for"]
 
 _PERSON = b"braid.interleave"  # BLAKE2b personalisation: our hashes never collide with others'
+_PERSON_STATE = b"braid.pcg64"
 
 
 def seed_for(salt: str, unit: str, query: str) -> int:
@@ -29,11 +38,34 @@ def seed_for(salt: str, unit: str, query: str) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
+class _HashedSeed(ISeedSequence):
+    """A generator's initial state: BLAKE2b of a 64-bit seed, as many words as it asks for."""
+
+    __slots__ = ("seed",)
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def generate_state(self, n_words: int, dtype: Any = np.uint32) -> npt.NDArray[Any]:
+        kind = np.dtype(dtype)
+        if kind not in (np.dtype(np.uint32), np.dtype(np.uint64)):
+            raise ValueError(f"only uint32 and uint64 states, not {kind}")
+        digest = hashlib.blake2b(
+            self.seed.to_bytes(8, "little"),
+            digest_size=n_words * kind.itemsize,
+            person=_PERSON_STATE,
+        ).digest()
+        return np.frombuffer(digest, dtype=kind.newbyteorder("<")).astype(kind)
+
+    def __repr__(self) -> str:
+        return f"_HashedSeed({self.seed})"
+
+
 def rng_from_seed(seed: int) -> np.random.Generator:
-    """The generator an impression's logged `seed` stands for."""
-    if not 0 <= seed < 2**64:
+    """The generator an impression's logged `seed` stands for: PCG64 started from BLAKE2b of it."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         raise ValueError("seed must be an unsigned 64-bit integer")
-    return np.random.Generator(np.random.PCG64(seed))
+    return np.random.Generator(np.random.PCG64(_HashedSeed(int(seed))))
 
 
 def rng_for(salt: str, unit: str, query: str) -> np.random.Generator:
