@@ -65,7 +65,8 @@ def rng_from_seed(seed: int) -> np.random.Generator:
     """The generator an impression's logged `seed` stands for: PCG64 started from BLAKE2b of it."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         raise ValueError("seed must be an unsigned 64-bit integer")
-    return np.random.Generator(np.random.PCG64(_HashedSeed(int(seed))))
+    # numpy documents that a bit generator accepts any ISeedSequence; its stubs list only its own.
+    return np.random.Generator(np.random.PCG64(_HashedSeed(int(seed))))  # type: ignore[arg-type]
 
 
 def rng_for(salt: str, unit: str, query: str) -> np.random.Generator:
