@@ -39,6 +39,7 @@ __all__ = [
     "Images",
     "OnnxEmbedder",
     "PixelEmbedder",
+    "ReplicatedEmbedder",
     "StagedEmbedder",
     "as_images",
     "default_threads",
@@ -412,6 +413,110 @@ class OnnxEmbedder:
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder(name={self.name!r}, version={self.version!r}, threads={self.threads})"
+
+
+class ReplicatedEmbedder:
+    """Several single-threaded sessions of one model, each embedding its share of a batch.
+
+    On a machine that also runs other work (a server with two models, say), one session per core
+    with one thread each beats one session with a thread per core: the threads of a multi-threaded
+    session meet at a barrier after every operator, and waking or waiting for a thread the OS has
+    given to other work costs more than the operator. Each session here runs alone, and a batch of
+    n images is cut into min(n, replicas) contiguous parts run at once (onnxruntime and the
+    compiled preprocessing release the GIL). A batch of one image uses one core.
+    """
+
+    __slots__ = ("_pool", "_replicas")
+
+    def __init__(self, replicas: Sequence[OnnxEmbedder]) -> None:
+        """Wrap `replicas`, sessions of the same model file.
+
+        Raises:
+            ValueError: No replicas, or replicas of different models.
+        """
+        if not replicas:
+            raise ValueError("need at least one replica")
+        if len({replica.sha256 for replica in replicas}) != 1:
+            raise ValueError("replicas must be sessions of the same model file")
+        self._replicas = tuple(replicas)
+        self._pool = (
+            ThreadPoolExecutor(len(replicas) - 1, thread_name_prefix=f"{replicas[0].name}-replica")
+            if len(replicas) > 1
+            else None
+        )
+
+    @classmethod
+    def from_manifest(cls, path: str | os.PathLike[str], *, replicas: int) -> ReplicatedEmbedder:
+        """`replicas` one-thread sessions of the model a manifest describes (no spinning threads).
+
+        Raises:
+            ValueError: `replicas` is not positive.
+            ManifestError, RankerError: As `OnnxEmbedder.from_manifest`.
+        """
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
+        return cls(
+            [OnnxEmbedder.from_manifest(path, threads=1, spin=False) for _ in range(replicas)]
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self._replicas[0].name
+
+    @property
+    def version(self) -> str:
+        """The model's version."""
+        return self._replicas[0].version
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension."""
+        return self._replicas[0].dim
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the model file."""
+        return self._replicas[0].sha256
+
+    @property
+    def manifest(self) -> ModelManifest:
+        """The model's manifest."""
+        return self._replicas[0].manifest
+
+    @property
+    def replicas(self) -> int:
+        """The number of sessions."""
+        return len(self._replicas)
+
+    def embed(self, images: Images, *, batch_size: int = 32) -> npt.NDArray[np.float32]:
+        """Embed `images`, each session taking a contiguous share.
+
+        Returns:
+            (n, dim) float32, each row of unit length; the rows are those one session gives.
+
+        Raises:
+            As `OnnxEmbedder.embed`.
+        """
+        frames = as_images(images)
+        _check_batch_size(batch_size)
+        parts = min(len(self._replicas), len(frames))
+        if parts <= 1 or self._pool is None:
+            return self._replicas[0].embed(frames, batch_size=batch_size)
+        bounds = [len(frames) * part // parts for part in range(parts + 1)]
+        pending = [
+            self._pool.submit(
+                self._replicas[part].embed,
+                frames[bounds[part] : bounds[part + 1]],
+                batch_size=batch_size,
+            )
+            for part in range(1, parts)
+        ]
+        first = self._replicas[0].embed(frames[: bounds[1]], batch_size=batch_size)
+        return np.concatenate([first, *(future.result() for future in pending)])
+
+    def __repr__(self) -> str:
+        return f"ReplicatedEmbedder(name={self.name!r}, replicas={self.replicas})"
 
 
 class PixelEmbedder:

@@ -86,7 +86,7 @@ class Limits:
         max_pixels: Largest decoded image (width x height): guards against decompression bombs.
         ranker_timeout: Seconds a ranker may take before it counts as failed.
         max_page: Deepest result page served (pages are 1-based).
-        batch_size: Most queries one ranker call embeds at once (micro-batching).
+        batch_size: Most uploads one ranker call embeds at once (micro-batching).
         batch_wait_ms: How long the first upload of a batch waits for others to join it.
         live_impressions: Recent impressions held in memory to validate clicks.
         cached_queries: Recent queries (and their rankers' lists) held for later pages.
@@ -98,7 +98,7 @@ class Limits:
     max_pixels: int = 25_000_000
     ranker_timeout: float = 2.0
     max_page: int = 5
-    batch_size: int = 16
+    batch_size: int = 4
     batch_wait_ms: float = 2.0
     live_impressions: int = 200_000
     cached_queries: int = 10_000
@@ -140,7 +140,8 @@ class RankerConfig:
         kind: "embedding" (a model over the corpus index) or "static" (fixed rankings).
         model: The embedding model (`rankers.models.names()`).
         index: The index folder; defaults to the shared cache. Built if missing or stale.
-        threads: onnxruntime threads (default: the CPUs available).
+        threads: CPU threads for the model (default: the CPUs available), run as that many
+            one-thread onnxruntime sessions, each embedding a share of a batch.
         seed: For a static ranker, shuffle corpus order by this seed (None: corpus order).
         rankings: For a static ranker, ids to put first for some query ids.
         image_ranking: For a static ranker, ids to put first for every uploaded image.

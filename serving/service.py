@@ -100,6 +100,8 @@ _CONTROL: Final = "control.jsonl"
 _DEPTH_DEPENDENT: Final = frozenset({"optimized"})
 _LOCK: Final = ".lock"
 _THUMB: Final = 64
+_SEARCH_BATCH: Final = 64
+"""Most corpus-id queries one ranker call searches at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +294,9 @@ class SearchService:
                 self._batchers[(name, uploads)] = MicroBatcher(
                     lambda items, r=ranker: _rank_batch(r, items),  # type: ignore[misc]
                     executor=executor,
-                    max_batch=limits.batch_size,
+                    # Corpus-id queries only search the index, where a batch costs little more
+                    # than one query; uploads are embedded, where small batches are faster.
+                    max_batch=limits.batch_size if uploads else _SEARCH_BATCH,
                     max_wait=limits.batch_wait_ms / 1000 if uploads else 0.0,
                     observe=histogram.observe,
                 )

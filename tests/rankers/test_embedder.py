@@ -15,6 +15,7 @@ from rankers.embedder import (
     Embedder,
     OnnxEmbedder,
     PixelEmbedder,
+    ReplicatedEmbedder,
     StagedEmbedder,
     preprocess,
     resize_and_crop,
@@ -185,6 +186,34 @@ def test_resize_and_crop_matches_resizing_then_cropping(shape: tuple[int, int]) 
 
 
 # --- embedding --------------------------------------------------------------------------------
+
+
+def test_replicated_sessions_give_one_sessions_rows_in_order(emoji: Corpus) -> None:
+    directory = models.manifest("effnet-lite0").directory
+    replicated = ReplicatedEmbedder.from_manifest(directory, replicas=3)
+    single = OnnxEmbedder.from_manifest(directory, threads=1)
+    images = emoji.images[:7]  # shares of 2, 2 and 3 images
+    got = replicated.embed(images, batch_size=4)
+    np.testing.assert_allclose(got, single.embed(images, batch_size=4), atol=2e-5)
+    np.testing.assert_allclose(replicated.embed(images[5:6])[0], got[5], atol=2e-5)
+    assert replicated.embed(images[:0]).shape == (0, 1280)
+    assert (replicated.name, replicated.dim, replicated.sha256) == (
+        single.name,
+        single.dim,
+        single.sha256,
+    )
+    assert replicated.replicas == 3
+
+
+def test_replicas_must_be_one_model() -> None:
+    lite0 = OnnxEmbedder.from_manifest(models.manifest("effnet-lite0").directory, threads=1)
+    int8 = OnnxEmbedder.from_manifest(models.manifest("effnet-lite0-int8").directory, threads=1)
+    with pytest.raises(ValueError, match="same model"):
+        ReplicatedEmbedder([lite0, int8])
+    with pytest.raises(ValueError, match="at least one"):
+        ReplicatedEmbedder([])
+    with pytest.raises(ValueError, match="replicas"):
+        ReplicatedEmbedder.from_manifest(models.manifest("effnet-lite0").directory, replicas=0)
 
 
 def test_lite0_embeddings_are_deterministic_unit_vectors(lite0: Embedder, emoji: Corpus) -> None:

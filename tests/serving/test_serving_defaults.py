@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 from serving_support import png_bytes
 
 from rankers import cache
+from rankers.embedder import ReplicatedEmbedder
 from serving.app import create_app
 from serving.config import default_config
 
@@ -21,6 +22,10 @@ def test_embedded_defaults_search_click_and_figures(tmp_path: Path) -> None:
     config = default_config().with_overrides(log_dir=tmp_path / "logs")
     app = create_app(config)
     corpus = app.state.service.corpus
+    for name in ("lite0", "lite2"):  # two threads each: two one-thread sessions
+        embedder = app.state.service.rankers[name].embedder
+        assert isinstance(embedder, ReplicatedEmbedder)
+        assert embedder.replicas == 2
     query = "google/1f600"  # grinning face
     with TestClient(app) as client:
         by_id = client.post("/search", json={"corpus_id": query, "unit_id": "real-1"})
