@@ -52,7 +52,9 @@ def test_bad_seed_parts() -> None:
 
 
 def test_generator_is_a_function_of_the_seed_alone() -> None:
-    code = "import interleave; print(interleave.rng_from_seed(2**64 - 1).bit_generator.random_raw(3))"  # noqa: E501
+    code = (
+        "import interleave; print(interleave.rng_from_seed(2**64 - 1).bit_generator.random_raw(3))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     here = interleave.rng_from_seed(2**64 - 1).bit_generator.random_raw(3)
     assert out.stdout == f"{here}\n"
