@@ -24,8 +24,9 @@ Conventions:
       `Impression.page_start + Click.position + 1`.
     * `Impression.lists` holds each ranker's ranked list as the ranker returned it (to the depth
       the page drew from), so credit rules that need the inputs can be applied, and pages audited.
-    * `Impression.seed` regenerates an interleaved page: `interleave.rng_from_seed(seed)` with
-      the impression's method and input lists gives the same page again.
+    * `Impression.seed` regenerates an interleaved page: `interleave.rng_from_seed(seed,
+      spec.seed_scheme)`, with the spec of the impression's experiment version, its method and
+      the impression's input lists, gives the same page again.
     * `Impression.excluded` is None for impressions that count, or a short reason
       (e.g. "ranker_failed:lite2") for impressions left out of analysis.
 """
@@ -46,6 +47,8 @@ from typing import Any, Final
 
 import msgspec
 import polars as pl
+
+import interleave
 
 __all__ = [
     "ASSIGNMENT_SCHEMA",
@@ -109,10 +112,16 @@ class ExperimentSpec:
     method: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seed_scheme: str = interleave.SEED_SCHEME
 
     def __post_init__(self) -> None:
         if self.design is Design.AB and len(self.weights) != len(self.rankers):
             raise ValueError("weights must give one share per A/B arm")
+        if self.seed_scheme not in interleave.SEED_SCHEMES:
+            raise ValueError(
+                f"unknown seed scheme {self.seed_scheme!r}; known: "
+                f"{', '.join(interleave.SEED_SCHEMES)}"
+            )
         if self.design is Design.INTERLEAVING and not self.method:
             raise ValueError("method is required for an interleaving experiment")
 
@@ -136,6 +145,8 @@ class ExperimentSpec:
             method=data.get("method"),
             options=dict(data.get("options", {})),
             started_at=datetime.fromisoformat(data["started_at"]),
+            # Specs logged before the scheme was recorded used numpy's SeedSequence.
+            seed_scheme=data.get("seed_scheme", interleave.LEGACY_SEED_SCHEME),
         )
 
 

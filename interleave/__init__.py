@@ -17,10 +17,20 @@ from interleave.multileave import TeamDraftMultileave
 from interleave.optimized import Optimized
 from interleave.probabilistic import Probabilistic
 from interleave.registry import get, names, register
-from interleave.seeding import rng_for, rng_from_seed, seed_for
+from interleave.seeding import (
+    LEGACY_SEED_SCHEME,
+    SEED_SCHEME,
+    SEED_SCHEMES,
+    rng_for,
+    rng_from_seed,
+    seed_for,
+)
 from interleave.team_draft import TeamDraft
 
 __all__ = [
+    "LEGACY_SEED_SCHEME",
+    "SEED_SCHEME",
+    "SEED_SCHEMES",
     "Balanced",
     "Credit",
     "CreditBatch",

@@ -7,21 +7,38 @@ Logging the 64-bit seed with the impression lets an auditor rebuild the page exa
 The seed stands for a PCG64 generator whose 128-bit state and increment are BLAKE2b of the seed
 (through numpy's `ISeedSequence` interface), not numpy's `SeedSequence` hashing: a server drafts
 one page per request, and `SeedSequence` cost it 6 us (20 under load) where this costs 2. The
-seed is already a hash, so nothing is lost by hashing it once more instead of mixing it. Logs
-written by Braid before this definition regenerate with
-``np.random.Generator(np.random.PCG64(seed))``.
+seed is already a hash, so nothing is lost by hashing it once more instead of mixing it.
+
+Each experiment version records its seed scheme (`analysis.schema.ExperimentSpec.seed_scheme`):
+``"blake2b-pcg64"`` (this one, `SEED_SCHEME`) or ``"seedsequence-pcg64"`` (numpy's
+``PCG64(seed)``, what logs written before the field existed used). `rng_from_seed` takes it, so
+old logs replay and an experiment running across an upgrade keeps drafting its pages the same way.
+Generators from these seeds do not `spawn` (no SeedSequence behind them).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from numpy.random.bit_generator import ISeedSequence
 
-__all__ = ["rng_for", "rng_from_seed", "seed_for"]
+__all__ = [
+    "LEGACY_SEED_SCHEME",
+    "SEED_SCHEME",
+    "SEED_SCHEMES",
+    "rng_for",
+    "rng_from_seed",
+    "seed_for",
+]
+
+SEED_SCHEME: Final = "blake2b-pcg64"
+"""The seed scheme of new experiment versions."""
+LEGACY_SEED_SCHEME: Final = "seedsequence-pcg64"
+"""The scheme of experiment versions logged before schemes were recorded."""
+SEED_SCHEMES: Final = (SEED_SCHEME, LEGACY_SEED_SCHEME)
 
 _PERSON = b"braid.interleave"  # BLAKE2b personalisation: our hashes never collide with others'
 _PERSON_STATE = b"braid.pcg64"
@@ -63,14 +80,22 @@ class _HashedSeed(ISeedSequence):
         return f"_HashedSeed({self.seed})"
 
 
-def rng_from_seed(seed: int) -> np.random.Generator:
-    """The generator an impression's logged `seed` stands for: PCG64 started from BLAKE2b of it."""
+def rng_from_seed(seed: int, scheme: str = SEED_SCHEME) -> np.random.Generator:
+    """The generator an impression's logged `seed` stands for under seed `scheme`.
+
+    Raises:
+        ValueError: `seed` is not an unsigned 64-bit integer, or `scheme` is unknown.
+    """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
         raise ValueError("seed must be an unsigned 64-bit integer")
-    # numpy documents that a bit generator accepts any ISeedSequence; its stubs list only its own.
-    return np.random.Generator(np.random.PCG64(_HashedSeed(int(seed))))  # type: ignore[arg-type]
+    if scheme == SEED_SCHEME:
+        # numpy documents that a bit generator takes any ISeedSequence; its stubs list its own.
+        return np.random.Generator(np.random.PCG64(_HashedSeed(int(seed))))  # type: ignore[arg-type]
+    if scheme == LEGACY_SEED_SCHEME:
+        return np.random.Generator(np.random.PCG64(int(seed)))
+    raise ValueError(f"unknown seed scheme {scheme!r}; known: {', '.join(SEED_SCHEMES)}")
 
 
-def rng_for(salt: str, unit: str, query: str) -> np.random.Generator:
+def rng_for(salt: str, unit: str, query: str, scheme: str = SEED_SCHEME) -> np.random.Generator:
     """The generator for one (experiment salt, unit id, query id)."""
-    return rng_from_seed(seed_for(salt, unit, query))
+    return rng_from_seed(seed_for(salt, unit, query), scheme)

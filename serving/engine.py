@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+import interleave
 from analysis.schema import Design, ExperimentSpec
 from serving.assignment import Interval, allocate, choose_arm, unit_point
 from serving.config import ExperimentConfig, check_experiment
@@ -336,6 +337,7 @@ class Engine:
                 "version": state.version,
                 "salt": state.spec.salt,
                 "started_at": state.spec.started_at.isoformat(),
+                "seed_scheme": state.spec.seed_scheme,
             }
         )
         if intervals is not None:
@@ -365,6 +367,7 @@ class Engine:
                 "version": version,
                 "salt": salt,
                 "started_at": started.isoformat(),
+                "seed_scheme": spec.seed_scheme,
             }
         )
 
@@ -397,7 +400,9 @@ class Engine:
             config = config_from_json(event["config"])
             version = int(event["version"])
             started = datetime.fromisoformat(event["started_at"])
-            spec = _spec(config, version, str(event["salt"]), started)
+            # A version defined before seed schemes were recorded drafts as it always did.
+            scheme = str(event.get("seed_scheme", interleave.LEGACY_SEED_SCHEME))
+            spec = _spec(config, version, str(event["salt"]), started, scheme)
             old = self._states.get(config.id)
             history = () if old is None else old.history
             if not history or history[-1].version != version:
@@ -435,7 +440,13 @@ class Engine:
             raise ValueError(f"unknown engine event {kind!r}")
 
 
-def _spec(config: ExperimentConfig, version: int, salt: str, started: datetime) -> ExperimentSpec:
+def _spec(
+    config: ExperimentConfig,
+    version: int,
+    salt: str,
+    started: datetime,
+    seed_scheme: str = interleave.SEED_SCHEME,
+) -> ExperimentSpec:
     return ExperimentSpec(
         experiment_id=config.id,
         version=version,
@@ -446,4 +457,5 @@ def _spec(config: ExperimentConfig, version: int, salt: str, started: datetime) 
         method=config.method if config.design is Design.INTERLEAVING else None,
         options=dict(config.options),
         started_at=started,
+        seed_scheme=seed_scheme,
     )

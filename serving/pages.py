@@ -60,6 +60,7 @@ def interleaved_page(
     page_size: int,
     max_page: int,
     deeper: bool = False,
+    seed_scheme: str = interleave.SEED_SCHEME,
 ) -> ShownPage:
     """Page `page` of the interleaving of `lists` (None for a ranker that failed).
 
@@ -72,6 +73,7 @@ def interleaved_page(
         page_size: Results per page.
         max_page: The deepest page served.
         deeper: The lists were cut at this page's depth: the rankers have more to give.
+        seed_scheme: How `seed` becomes a generator (the experiment version's scheme).
 
     Raises:
         ValueError: Every list is None, or `page` is outside 1..max_page.
@@ -97,7 +99,7 @@ def interleaved_page(
     draft = method.interleave(
         [tuple(ids) for ids in lists if ids is not None],
         k=depth,
-        rng=interleave.rng_from_seed(seed),
+        rng=interleave.rng_from_seed(seed, seed_scheme),
     )
     start = (page - 1) * page_size
     end = start + page_size

@@ -611,6 +611,7 @@ class SearchService:
                 page_size=page_size,
                 max_page=max_page,
                 deeper=deeper,
+                seed_scheme=state.spec.seed_scheme,
             )
         else:
             ids = lists[0]

@@ -6,8 +6,8 @@ click model. An experiment draws its own population, spreads each user's queries
 experiment's days, shows pages and samples clicks, all vectorised in batches, and writes
 assignments, impressions and clicks in exactly the schema the server writes
 (`analysis.schema`). Every impression of a batch records the batch's seed: re-running
-`interleave_batch` on the batch's logged lists, in log order, with `rng_from_seed(seed)`
-regenerates its pages exactly.
+`interleave_batch` on the batch's logged lists, in log order, with
+`rng_from_seed(seed, spec.seed_scheme)` regenerates its pages exactly.
 """
 
 from __future__ import annotations
@@ -308,7 +308,8 @@ def run_interleaving(
         qpos = rng.integers(0, len(world.pool), size=len(users))
         lists = tables[:, qpos, :]
         seed = interleave.seed_for(spec.salt, "batch", str(batch))
-        pages = method.interleave_batch(lists, k=world.k, rng=interleave.rng_from_seed(seed))
+        rng_pages = interleave.rng_from_seed(seed, spec.seed_scheme)
+        pages = method.interleave_batch(lists, k=world.k, rng=rng_pages)
         queries = world.pool[qpos]
         grades = world.labels.grades(queries, pages.docs)
         clicks = world.model.sample(grades, rng, population.propensity[users])

@@ -78,3 +78,18 @@ def test_bad_records_are_refused() -> None:
         to_frame([impression(0, now), Assignment("e", 1, "u", "A", now)])  # type: ignore[list-item]
     with pytest.raises(pl.exceptions.InvalidOperationError):
         to_frame([Click("c1", "imp-1", "e", 1, "u", 40_000, "d9", now)])  # over Int16
+
+
+def test_spec_keeps_its_seed_scheme_and_old_specs_read_as_legacy() -> None:
+    import json
+
+    from analysis.schema import ExperimentSpec
+
+    spec = ExperimentSpec("e", 1, "s", Design.INTERLEAVING, ("a", "b"), method="team_draft")
+    assert spec.seed_scheme == "blake2b-pcg64"
+    assert ExperimentSpec.from_json(spec.to_json()) == spec
+    old = json.loads(spec.to_json())
+    del old["seed_scheme"]
+    assert ExperimentSpec.from_json(json.dumps(old)).seed_scheme == "seedsequence-pcg64"
+    with pytest.raises(ValueError, match="seed scheme"):
+        ExperimentSpec("e", 1, "s", Design.AB, ("a",), (1.0,), seed_scheme="xorshift")

@@ -226,3 +226,18 @@ def test_engine_errors() -> None:
         engine.update("exp", weights=(1, 1))
     with pytest.raises(ConfigError, match="default ranker"):
         Engine(RANKERS, "nope")
+
+
+def test_seed_scheme_is_recorded_and_an_old_version_keeps_its_own() -> None:
+    recorder = Recorder()
+    engine = recorder.engine()
+    engine.create(interleaving("i"))
+    engine.update("i", page_size=20)  # a settings change re-emits the definition
+    assert all(e["seed_scheme"] == "blake2b-pcg64" for e in recorder.events if "salt" in e)
+    assert recorder.specs[-1].seed_scheme == "blake2b-pcg64"
+    # Events logged before schemes were recorded replay as the scheme they were drafted with.
+    old = [{k: v for k, v in e.items() if k != "seed_scheme"} for e in recorder.events]
+    (state,) = Engine(RANKERS, "a", events=old).experiments()
+    assert state.spec.seed_scheme == "seedsequence-pcg64"
+    (state,) = Engine(RANKERS, "a", events=recorder.events).experiments()
+    assert state.spec.seed_scheme == "blake2b-pcg64"
