@@ -262,7 +262,15 @@ _RECORD_KIND: Final[Mapping[type, Kind]] = {
 }
 
 
-_LINES: Final = msgspec.json.Encoder()
+def _plain(value: Any) -> Any:
+    """numpy scalars (a seed as np.uint64, a team as np.int8) as the Python values they hold."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise NotImplementedError(f"cannot log a {type(value).__name__}")
+
+
+_LINES: Final = msgspec.json.Encoder(enc_hook=_plain)
 _TS_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f%#z"  # RFC 3339 as msgspec writes it
 _READABLE: Final[Mapping[pl.DataType, pl.DataType]] = {
     # What polars's JSON reader can parse into (not small integers), cast to the schema after.
@@ -287,8 +295,12 @@ def to_frame(
     kind = _RECORD_KIND[type(records[0])]
     if any(_RECORD_KIND.get(type(r)) is not kind for r in records):
         raise TypeError("records must all be of one kind")
-    if any(record.ts.tzinfo is None for record in records):
+    offsets = [record.ts.utcoffset() for record in records]
+    if any(offset is None for offset in offsets):
         raise ValueError("ts must be timezone-aware")
+    if any(offset.seconds % 60 or offset.microseconds for offset in offsets if offset):
+        # RFC 3339 offsets are whole minutes: move such timestamps to UTC first.
+        records = [dataclasses.replace(r, ts=r.ts.astimezone(UTC)) for r in records]  # type: ignore[assignment]
     schema = SCHEMAS[kind]
     raw = pl.read_ndjson(
         io.BytesIO(_LINES.encode_lines(records)),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -423,7 +423,10 @@ class ReplicatedEmbedder:
     session meet at a barrier after every operator, and waking or waiting for a thread the OS has
     given to other work costs more than the operator. Each session here runs alone, and a batch of
     n images is cut into min(n, replicas) contiguous parts run at once (onnxruntime and the
-    compiled preprocessing release the GIL). A batch of one image uses one core.
+    compiled preprocessing release the GIL). A batch of one image uses one core. Meant for one
+    caller at a time (the server calls each model from one thread): concurrent callers share the
+    sessions correctly but crowd the first one. Not a `StagedEmbedder`: an index build through it
+    does not overlap preprocessing with the model.
     """
 
     __slots__ = ("_pool", "_replicas")
@@ -512,7 +515,10 @@ class ReplicatedEmbedder:
             )
             for part in range(1, parts)
         ]
-        first = self._replicas[0].embed(frames[: bounds[1]], batch_size=batch_size)
+        try:
+            first = self._replicas[0].embed(frames[: bounds[1]], batch_size=batch_size)
+        finally:
+            wait(pending)  # no share left running after this call, whatever happened
         return np.concatenate([first, *(future.result() for future in pending)])
 
     def __repr__(self) -> str:

@@ -170,7 +170,7 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
     """The request's media type ("" if none), from the raw ASGI header list: building
     Litestar's parsed `Headers` costs the search path microseconds a request."""
     for name, value in request.scope["headers"]:
-        if name == b"content-type":  # ASGI header names are lower case
+        if name.lower() == b"content-type":  # lower case by the ASGI spec; not trusted
             media: str = value.decode("latin-1").split(";", 1)[0].strip().lower()
             return media
     return ""

@@ -140,8 +140,9 @@ class RankerConfig:
         kind: "embedding" (a model over the corpus index) or "static" (fixed rankings).
         model: The embedding model (`rankers.models.names()`).
         index: The index folder; defaults to the shared cache. Built if missing or stale.
-        threads: CPU threads for the model (default: the CPUs available), run as that many
-            one-thread onnxruntime sessions, each embedding a share of a batch.
+        threads: CPU threads for the model (default: the CPUs available, at most 4), run as
+            that many one-thread onnxruntime sessions, each embedding a share of a batch (each
+            session holds its own copy of the model in memory).
         seed: For a static ranker, shuffle corpus order by this seed (None: corpus order).
         rankings: For a static ranker, ids to put first for some query ids.
         image_ranking: For a static ranker, ids to put first for every uploaded image.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Final, cast
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from serving.errors import ConfigError
 __all__ = ["check_rankers", "load_corpus", "load_ranker", "load_rankers"]
 
 logger = logging.getLogger(__name__)
+
+_AUTO_SESSIONS: Final = 4
+"""Most onnxruntime sessions a model gets when its ranker does not set `threads`."""
 
 
 def load_corpus(config: CorpusConfig) -> Corpus:
@@ -68,16 +72,14 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
         # The rankers of an interleaving run at once on the same cores: one-thread sessions,
         # one per thread asked for, each embedding a share of a batch (see ReplicatedEmbedder:
         # on 2 cores this serves 5-15% more uploads than one multi-threaded session a model).
-        threads = config.threads or default_threads()
-        embedder: Embedder = models.load_embedder(config.model, threads=1, spin=False)
-        if isinstance(embedder, OnnxEmbedder) and threads > 1:
-            embedder = ReplicatedEmbedder(
-                [embedder]
-                + [
-                    OnnxEmbedder.from_manifest(embedder.manifest.directory, threads=1, spin=False)
-                    for _ in range(threads - 1)
-                ]
-            )
+        # Unset, up to _AUTO_SESSIONS: each session holds its own copy of the model's memory.
+        threads = config.threads or min(default_threads(), _AUTO_SESSIONS)
+        sessions = [
+            models.load_embedder(config.model, threads=1, spin=False) for _ in range(threads)
+        ]
+        embedder: Embedder = sessions[0]
+        if len(sessions) > 1 and all(isinstance(one, OnnxEmbedder) for one in sessions):
+            embedder = ReplicatedEmbedder(cast(list[OnnxEmbedder], sessions))
         directory = config.index or indexing.index_dir(embedder.name, corpus.name)
         try:
             index = VectorIndex.open(directory, model=embedder, corpus=corpus)

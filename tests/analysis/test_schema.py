@@ -93,3 +93,23 @@ def test_spec_keeps_its_seed_scheme_and_old_specs_read_as_legacy() -> None:
     assert ExperimentSpec.from_json(json.dumps(old)).seed_scheme == "seedsequence-pcg64"
     with pytest.raises(ValueError, match="seed scheme"):
         ExperimentSpec("e", 1, "s", Design.AB, ("a",), (1.0,), seed_scheme="xorshift")
+
+
+def test_numpy_scalars_and_odd_offsets() -> None:
+    import numpy as np
+
+    odd = timezone(timedelta(hours=1, seconds=30))  # not a whole minute: RFC 3339 cannot say it
+    record = impression(3, datetime(2026, 1, 2, 12, 0, tzinfo=odd))
+    record = Impression(
+        **{
+            **{f: getattr(record, f) for f in record.__dataclass_fields__},
+            "seed": np.uint64(2**64 - 2),
+            "teams": (np.int8(1), None, np.int8(0)),
+            "doc_ids": (np.str_("d1"), "d2", "d3"),
+        }
+    )
+    (row,) = to_frame([record]).to_dicts()
+    assert row["seed"] == 2**64 - 2
+    assert row["teams"] == [1, None, 0]
+    assert row["doc_ids"] == ["d1", "d2", "d3"]
+    assert row["ts"] == datetime(2026, 1, 2, 10, 59, 30, tzinfo=UTC)

@@ -20,7 +20,7 @@ from rankers.embedder import (
     preprocess,
     resize_and_crop,
 )
-from rankers.errors import ManifestError, UnknownItemError
+from rankers.errors import ManifestError, RankerError, UnknownItemError
 from rankers.index import VectorIndex
 from rankers.manifest import parse
 
@@ -324,3 +324,30 @@ def test_pixel_embedder_is_an_embedder() -> None:
     assert PixelEmbedder(8).sha256 != PixelEmbedder(16).sha256
     with pytest.raises(ValueError, match="size"):
         PixelEmbedder(0)
+
+
+class _Share:
+    """A stand-in session: records that its share finished, or fails."""
+
+    name, version, dim, sha256 = "fake", "1", 3, "f" * 64
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.finished = False
+
+    def embed(self, images: object, *, batch_size: int = 32) -> np.ndarray:
+        import time
+
+        if self.fail:
+            raise RankerError("share failed")
+        time.sleep(0.05)
+        self.finished = True
+        return np.ones((len(images), 3), np.float32)  # type: ignore[arg-type]
+
+
+def test_a_failing_share_fails_the_call_after_the_others_finish() -> None:
+    failing, slow = _Share(fail=True), _Share()
+    replicated = ReplicatedEmbedder([failing, slow])  # type: ignore[list-item]
+    with pytest.raises(RankerError, match="share failed"):
+        replicated.embed(np.zeros((2, 4, 4, 3), np.uint8))
+    assert slow.finished  # waited for, not left running

@@ -102,12 +102,15 @@ def test_pass_order_and_edge_sizes(shape: tuple[int, int], size: tuple[int, int]
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (28, 28), (37, 91), (300, 200), (1, 50), (900, 700)])
+@pytest.mark.parametrize(
+    "shape", [(64, 64), (28, 28), (37, 91), (300, 200), (1, 50), (900, 700), (1000, 900)]
+)
 @pytest.mark.parametrize(("layout", "color"), [("NCHW", "RGB"), ("NHWC", "BGR")])
 def test_preprocess_equals_the_pillow_definition(
     shape: tuple[int, int], layout: str, color: str
 ) -> None:
-    """`preprocess` (compiled up to 16x the crop's pixels, Pillow above) is its stated recipe."""
+    """`preprocess` is its stated recipe, compiled (up to 16x the crop's pixels) or through
+    Pillow (1000 x 900 is over)."""
     manifest = dataclasses.replace(models.manifest("effnet-lite0"), layout=layout, color=color)
     image = np.random.default_rng(7).integers(0, 256, (*shape, 3), dtype=np.uint8)
     pixels = resize_and_crop(image, resize=manifest.resize, size=manifest.input_size)
