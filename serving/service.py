@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,29 +122,35 @@ class _Shown:
 _RankItem = tuple[Query, int]
 
 
-def _rank_batch(ranker: Ranker, items: Sequence[_RankItem]) -> list[tuple[str, ...]]:
-    """Rank a batch of queries, one call per depth where the ranker supports batches.
+def _batch_ranker(ranker: Ranker) -> Callable[[Sequence[_RankItem]], list[tuple[str, ...]]]:
+    """A function ranking a batch of queries with `ranker`, one call per depth where the ranker
+    supports batches.
 
     Queries are grouped by depth rather than all run at the deepest one: an approximate
     index's top 12 need not be the first 12 of its top 24, and a page must not depend on
     which other requests shared its batch. A batched index search runs on the calling
-    thread only: the rankers of a request already run in parallel.
+    thread only: the rankers of a request already run in parallel. (How the ranker batches is
+    looked up once here, not per batch: `inspect.signature` costs microseconds.)
     """
     rank_many = getattr(ranker, "rank_many", None)
     one_thread = callable(rank_many) and "threads" in inspect.signature(rank_many).parameters
-    out: list[tuple[str, ...]] = [()] * len(items)
-    for depth in sorted({d for _, d in items}):
-        rows = [i for i, (_, d) in enumerate(items) if d == depth]
-        queries = [items[i][0] for i in rows]
-        if one_thread:
-            rankings = rank_many(queries, depth, threads=1)  # type: ignore[misc]
-        elif callable(rank_many):
-            rankings = rank_many(queries, depth)
-        else:
-            rankings = [ranker.rank(query, depth) for query in queries]
-        for i, ranking in zip(rows, rankings, strict=True):
-            out[i] = tuple(ranking.ids)
-    return out
+
+    def rank(items: Sequence[_RankItem]) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = [()] * len(items)
+        for depth in sorted({d for _, d in items}):
+            rows = [i for i, (_, d) in enumerate(items) if d == depth]
+            queries = [items[i][0] for i in rows]
+            if one_thread:
+                rankings = rank_many(queries, depth, threads=1)  # type: ignore[misc]
+            elif callable(rank_many):
+                rankings = rank_many(queries, depth)
+            else:
+                rankings = [ranker.rank(query, depth) for query in queries]
+            for i, ranking in zip(rows, rankings, strict=True):
+                out[i] = tuple(ranking.ids)
+        return out
+
+    return rank
 
 
 def _decode_upload(data: bytes, max_pixels: int) -> tuple[npt.NDArray[np.uint8], str]:
@@ -287,12 +293,13 @@ class SearchService:
     def _make_batchers(self) -> None:
         limits = self.config.limits
         for name, ranker in self.rankers.items():
+            rank = _batch_ranker(ranker)
             for uploads in (False, True):
                 executor = ThreadPoolExecutor(1, thread_name_prefix=f"rank-{name}")
                 self._executors.append(executor)
                 histogram = self.metrics.batch_size.labels(name)
                 self._batchers[(name, uploads)] = MicroBatcher(
-                    lambda items, r=ranker: _rank_batch(r, items),  # type: ignore[misc]
+                    rank,
                     executor=executor,
                     # Corpus-id queries only search the index, where a batch costs little more
                     # than one query; uploads are embedded, where small batches are faster.
