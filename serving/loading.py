@@ -74,11 +74,12 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
         # on 2 cores this serves 5-15% more uploads than one multi-threaded session a model).
         # Unset, up to _AUTO_SESSIONS: each session holds its own copy of the model's memory.
         threads = config.threads or min(default_threads(), _AUTO_SESSIONS)
-        sessions = [
-            models.load_embedder(config.model, threads=1, spin=False) for _ in range(threads)
-        ]
-        embedder: Embedder = sessions[0]
-        if len(sessions) > 1 and all(isinstance(one, OnnxEmbedder) for one in sessions):
+        embedder: Embedder = models.load_embedder(config.model, threads=1, spin=False)
+        if isinstance(embedder, OnnxEmbedder) and threads > 1:
+            sessions = [embedder] + [
+                models.load_embedder(config.model, threads=1, spin=False)
+                for _ in range(threads - 1)
+            ]
             embedder = ReplicatedEmbedder(cast(list[OnnxEmbedder], sessions))
         directory = config.index or indexing.index_dir(embedder.name, corpus.name)
         try:
