@@ -126,9 +126,10 @@ def load_backbone(spec: ModelSpec):  # type: ignore[no-untyped-def]
             f"{spec.weights_module} ships no checkpoint file (got {path!r}): reinstall it; "
             "nothing is downloaded"
         )
-    # from_pretrained prints a line and asserts that no key is missing or unexpected.
+    # from_pretrained prints a line and asserts that no key is missing or unexpected. It reads
+    # the file only when weights_path is a str (anything else, a Path included, downloads).
     with contextlib.redirect_stdout(io.StringIO()):
-        model = EfficientNet.from_pretrained(spec.arch, weights_path=path)
+        model = EfficientNet.from_pretrained(spec.arch, weights_path=str(path))
     if model.input_image_size != spec.input_size:
         raise ValueError(
             f"spec: {spec.arch} takes {model.input_image_size} px, not {spec.input_size}"
