@@ -356,6 +356,8 @@ class VectorIndex:
                 and sha256).
             corpus: When given, the index must cover exactly this corpus (digest).
             view: Memory-map the graph read-only instead of loading it into memory.
+            verify_checksum: Hash the graph file against the manifest (reads it once; turn off for
+                very large indexes whose files you trust). The projection is always checked.
 
         Raises:
             ManifestError: The folder is incomplete, its files differ from the manifest, or it was
