@@ -38,7 +38,6 @@ MODELS_DIR: Final = Path(__file__).resolve().parent / "models"
 EmbedderFactory = Callable[[int | None, bool], Embedder]
 """Makes an embedder from (onnxruntime threads or None for the default, whether idle threads
 spin)."""
-"""Builds an embedder given onnxruntime's thread count (None: the CPUs available)."""
 
 _FACTORIES: dict[str, EmbedderFactory] = {}
 _MANIFESTS: dict[str, Path] = {}
