@@ -473,7 +473,9 @@ class SearchService:
                     for name in route.rankers
                 )
             )
-        shown = self._page(route, lists, unit_id, key, page, page_size)
+        interleaving = state is not None and state.config.design is Design.INTERLEAVING
+        seed = interleave.seed_for(state.spec.salt, unit_id, key) if state and interleaving else 0
+        shown = self._page(route, lists, seed, page, page_size)
         now = datetime.now(UTC)
         records: list[Assignment | Impression] = []
         exposure = None
@@ -484,8 +486,6 @@ class SearchService:
                 records.append(Assignment(state.id, state.version, unit_id, route.treatment, now))
             else:
                 exposure = None
-        interleaving = state is not None and state.config.design is Design.INTERLEAVING
-        seed = interleave.seed_for(state.spec.salt, unit_id, key) if state and interleaving else 0
         impression = Impression(
             impression_id=self._ids.new(),
             experiment_id=state.id if state is not None else "",
@@ -596,8 +596,7 @@ class SearchService:
         self,
         route: Route,
         lists: Sequence[tuple[str, ...] | None],
-        unit_id: str,
-        query_id: str,
+        seed: int,
         page: int,
         page_size: int,
     ) -> ShownPage:
@@ -613,7 +612,7 @@ class SearchService:
                 self._method(state),
                 route.rankers,
                 lists,
-                seed=interleave.seed_for(state.spec.salt, unit_id, query_id),
+                seed=seed,
                 page=page,
                 page_size=page_size,
                 max_page=max_page,
