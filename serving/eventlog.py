@@ -5,12 +5,11 @@ appended to a journal in ``LOGDIR/journal/``, one checksummed line per record::
 
     <crc32 of the rest, 8 hex digits> <kind> <the record as JSON>\\n
 
-`Journal.append` hands records to one writer thread and returns a future that completes only
-after the records are written, flushed and fsynced: a request is acknowledged after that.
-The writer drains every append queued while it was busy into one write and one fsync (group
-commit), so many concurrent requests share each fsync and throughput holds. `append_async`
-is the same for a caller on an event loop: its waiters are woken by one call into the loop
-per group commit, not one per append.
+`Journal.append` (on the server's event loop) returns a future that completes only after the
+records are written and fdatasynced: a request is acknowledged after that. The appends of
+one turn of the loop are written by one ``write``; a helper process (`serving._syncer`)
+fdatasyncs on request, one fsync at a time, and every group written while one runs shares
+the next (group commit), so many concurrent requests share each fsync and throughput holds.
 
 The journal is split into numbered segments. `compact` moves sealed segments into Parquet
 parts of the `analysis.schema` layout (``LOGDIR/{assignments,impressions,clicks}/``) with
@@ -29,15 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
-import queue
-import threading
-import time
+import socket
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -46,6 +43,7 @@ import msgspec
 import polars as pl
 
 from analysis.schema import Assignment, Click, Impression, Kind, scan, to_frame, write_frame
+from serving import _syncer
 from serving.errors import JournalError
 
 __all__ = [
@@ -185,43 +183,23 @@ class JournalStats:
     fsync_seconds: float
 
 
-class _Append:
-    __slots__ = ("count", "future", "lines", "loop", "waiter")
+class _Group:
+    """Records written by one flush, waiting to be made durable."""
 
-    def __init__(
-        self, lines: bytes, count: int, loop: asyncio.AbstractEventLoop | None = None
-    ) -> None:
-        self.lines = lines
+    __slots__ = ("count", "number", "size", "waiters")
+
+    def __init__(self, number: int, waiters: list[asyncio.Future[None]], count: int) -> None:
+        self.number = number
+        self.waiters = waiters
         self.count = count
-        self.loop = loop
-        self.future: Future[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        if loop is None:
-            self.future = Future()
-        else:
-            self.waiter = loop.create_future()
+        self.size = 0
 
 
-def _settle(ops: Sequence[_Append], error: str | None) -> None:
-    """Complete the appends' futures (`error`: fail each with a JournalError of that message),
-    waking each event loop once for all of its waiters."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for op in ops:
-        if op.future is not None:
-            if error is None:
-                op.future.set_result(None)
-            else:
-                op.future.set_exception(JournalError(error))
-        elif op.loop is not None and op.waiter is not None:
-            by_loop.setdefault(op.loop, []).append(op.waiter)
-    for loop, waiters in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_wake, waiters, error)
-
-
-def _wake(waiters: Sequence[asyncio.Future[None]], error: str | None) -> None:
+def _settle(waiters: Iterable[asyncio.Future[None]], error: str | None) -> None:
+    """Complete the waiters (`error`: fail each with a JournalError of that message); a
+    waiter whose request was cancelled is skipped."""
     for waiter in waiters:
-        if waiter.done():  # its request was cancelled
+        if waiter.done():
             continue
         if error is None:
             waiter.set_result(None)
@@ -229,34 +207,40 @@ def _wake(waiters: Sequence[asyncio.Future[None]], error: str | None) -> None:
             waiter.set_exception(JournalError(error))
 
 
-class _Rotate:
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: Future[Path | None] = Future()
-
-
-_STOP: Final = object()
-
-
 class Journal:
-    """The append-only journal of one log directory, written by one thread.
+    """The append-only journal of one log directory, written from one event loop.
 
-    Use `open` (recover what an earlier process left), then `append` from any thread, `rotate`
-    before compacting, and `close` when done. Not for several processes at once: the service
-    locks the log directory.
+    `open` it on the loop (it recovers nothing itself: `compact` what an earlier process
+    left), `append` records, `rotate` before compacting, and `close` when done. Not for
+    several processes at once: the service locks the log directory.
+
+    Appends made during one turn of the loop are written together by one ``write`` on the
+    loop's thread (a few microseconds: it only reaches the page cache). Durability comes
+    from a helper process (`serving._syncer`) that fdatasyncs the segment on request, one
+    request in flight at a time: the groups written while one fsync runs share the next
+    (group commit). The process keeps the fsync off this interpreter's GIL (see its module).
     """
 
     def __init__(self, logdir: str | os.PathLike[str], *, fsync: bool = True) -> None:
         """Prepare a journal under `logdir`/journal (nothing is opened yet)."""
         self._dir = journal_dir(logdir)
         self._fsync = fsync
-        self._queue: queue.SimpleQueue[_Append | _Rotate | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._file: Path | None = None
+        self._fd = -1
         self._number = 0
+        self._syncer: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        self._send_fd = False  # the next sync request hands the syncer a new segment
+        self._buffer: list[bytes] = []
+        self._buffered: list[asyncio.Future[None]] = []
+        self._buffered_records = 0
+        self._scheduled = False
+        self._written: list[_Group] = []  # written, no sync asked for them yet
+        self._syncing: list[_Group] = []  # the sync in flight covers these
+        self._groups = 0
         self._pending_records = 0
-        self._broken: BaseException | None = None
+        self._broken: str | None = None
         self._commits = 0
         self._records = 0
         self._bytes = 0
@@ -274,7 +258,7 @@ class Journal:
 
     @property
     def uncompacted_records(self) -> int:
-        """Records appended to the active segment since it was opened."""
+        """Records written to the active segment since it was opened."""
         return self._pending_records
 
     def segments(self) -> tuple[Path, ...]:
@@ -286,73 +270,128 @@ class Journal:
         return tuple(p for p in self.segments() if p != self._file)
 
     def open(self) -> None:
-        """Seal what an earlier process left, start a fresh segment and the writer thread.
+        """Seal what an earlier process left, start a fresh segment (and the fsync process).
+
+        Call it on the event loop that will append.
 
         Raises:
-            JournalError: The folder cannot be created or written.
+            JournalError: The folder cannot be created or written, or the fsync process
+                cannot start.
         """
-        if self._thread is not None:
+        if self._loop is not None:
             raise RuntimeError("the journal is already open")
+        loop = asyncio.get_running_loop()
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             existing = self.segments()
             self._number = (_segment_number(existing[-1]) + 1) if existing else 1
             self._file = self._new_segment(self._number)
+            self._fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as error:
             raise JournalError(f"cannot open the journal in {self._dir}: {error}") from error
-        self._thread = threading.Thread(target=self._run, name="braid-journal", daemon=True)
-        self._thread.start()
+        if self._fsync:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                self._syncer = subprocess.Popen(
+                    [sys.executable, "-I", "-S", _syncer.__file__, str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # a terminal's Ctrl-C is the server's to handle
+                )
+            except OSError as error:
+                ours.close()
+                os.close(self._fd)
+                raise JournalError(f"cannot start the journal's fsync process: {error}") from error
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            self._channel = ours
+            self._send_fd = True
+            loop.add_reader(ours.fileno(), self._answered)
+        self._loop = loop
 
-    def append(self, records: Sequence[Record]) -> Future[None]:
-        """Queue records; the future completes once they are durable (or fails with JournalError).
+    def append(self, records: Sequence[Record]) -> asyncio.Future[None]:
+        """Queue records; the future completes once they are durable (or fails with
+        JournalError). Call it on the journal's event loop.
 
         Raises:
             JournalError: The journal is closed or an earlier write failed.
         """
-        if self._thread is None:
+        if self._loop is None:
             raise JournalError("the journal is not open")
         if self._broken is not None:
             raise JournalError(f"the journal failed earlier: {self._broken}")
-        op = _Append(b"".join(encode_record(r) for r in records), len(records))
-        self._queue.put(op)
-        assert op.future is not None
-        return op.future
+        waiter = self._loop.create_future()
+        self._buffer.append(b"".join([encode_record(r) for r in records]))
+        self._buffered.append(waiter)
+        self._buffered_records += len(records)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+        return waiter
 
-    def append_async(self, records: Sequence[Record]) -> asyncio.Future[None]:
-        """`append` for a caller on a running event loop: the returned future (of that loop)
-        completes once the records are durable, or fails with JournalError.
+    async def rotate(self) -> Path | None:
+        """Seal the active segment (after every append made before) and start a new one.
+
+        Returns:
+            The sealed segment once all of it is durable, or None if it was empty (then
+            nothing changes).
 
         Raises:
-            JournalError: The journal is closed or an earlier write failed.
+            JournalError: The journal is closed or broken, or the new segment cannot be made.
         """
-        if self._thread is None:
+        if self._loop is None:
             raise JournalError("the journal is not open")
+        self._flush()
         if self._broken is not None:
             raise JournalError(f"the journal failed earlier: {self._broken}")
-        loop = asyncio.get_running_loop()
-        op = _Append(b"".join(encode_record(r) for r in records), len(records), loop)
-        self._queue.put(op)
-        assert op.waiter is not None
-        return op.waiter
+        if self._pending_records == 0:
+            return None
+        durable = self._durable()
+        try:
+            following = self._new_segment(self._number + 1)
+            fd = os.open(following, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as error:
+            raise JournalError(f"cannot start a journal segment: {error}") from error
+        sealed = self._file
+        assert sealed is not None
+        os.close(self._fd)  # the syncer holds its own descriptor of it until it moves on
+        self._fd, self._file = fd, following
+        self._number += 1
+        self._pending_records = 0
+        self._send_fd = True
+        await durable
+        return sealed
 
-    def rotate(self) -> Future[Path | None]:
-        """Seal the active segment (after every append queued before) and start a new one.
-
-        The future gives the sealed segment, or None if it was empty (then nothing changes).
-        """
-        if self._thread is None:
-            raise JournalError("the journal is not open")
-        op = _Rotate()
-        self._queue.put(op)
-        return op.future
-
-    def close(self) -> None:
-        """Commit what is queued and stop the writer thread."""
-        if self._thread is None:
+    async def close(self) -> None:
+        """Make what is queued durable, then stop the fsync process."""
+        if self._loop is None:
             return
-        self._queue.put(_STOP)
-        self._thread.join()
-        self._thread = None
+        self._flush()
+        with contextlib.suppress(JournalError):
+            await self._durable()
+        if self._channel is not None:
+            self._loop.remove_reader(self._channel.fileno())
+            self._channel.close()  # the syncer reads the end of its input and exits
+            self._channel = None
+        if self._syncer is not None:
+            await asyncio.to_thread(self._syncer.wait)
+            self._syncer = None
+        os.close(self._fd)
+        self._fd = -1
+        self._loop = None
+        self._fail_all("the journal is closed")
+
+    def _durable(self) -> asyncio.Future[None]:
+        """A future that completes once everything written so far is durable."""
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        last = self._written[-1] if self._written else self._syncing[-1] if self._syncing else None
+        if last is None:
+            waiter.set_result(None)
+        else:
+            last.waiters.append(waiter)
+        return waiter
 
     def _new_segment(self, number: int) -> Path:
         path = self._dir / f"segment-{number:08d}.jsonl"
@@ -361,80 +400,104 @@ class Journal:
         _fsync_dir(self._dir)
         return path
 
-    def _run(self) -> None:
-        assert self._file is not None
-        handle = open(self._file, "ab", buffering=0)  # noqa: SIM115 (lives as long as the thread)
-        try:
-            while True:
-                batch = [self._queue.get()]
-                while True:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = False
-                pending: list[_Append] = []
-                for op in batch:
-                    if op is _STOP:
-                        stop = True
-                    elif isinstance(op, _Append):
-                        pending.append(op)
-                    elif isinstance(op, _Rotate):
-                        self._commit(handle, pending)
-                        pending = []
-                        handle = self._rotate(handle, op)
-                self._commit(handle, pending)
-                if stop:
-                    return
-        finally:
-            handle.close()
-
-    def _commit(self, handle: io.FileIO, ops: list[_Append]) -> None:
-        if not ops:
+    def _flush(self) -> None:
+        """Write the appends of this turn of the loop as one group; ask for its fsync."""
+        self._scheduled = False
+        if not self._buffered:
             return
+        waiters, self._buffered = self._buffered, []
+        data = b"".join(self._buffer)
+        self._buffer = []
+        self._groups += 1
+        group = _Group(self._groups, waiters, self._buffered_records)
+        group.size = len(data)
+        self._buffered_records = 0
         if self._broken is not None:
-            _settle(ops, f"the journal failed earlier: {self._broken}")
+            _settle(waiters, f"the journal failed earlier: {self._broken}")
             return
-        data = b"".join(op.lines for op in ops)
         try:
             view = memoryview(data)
             while view:
-                written = handle.write(view)
-                view = view[written:]
-            if self._fsync:
-                started = time.perf_counter()
-                os.fdatasync(handle.fileno())
-                self._fsync_seconds += time.perf_counter() - started
+                view = view[os.write(self._fd, view) :]
         except OSError as error:
-            # After a failed fsync the file's state is unknown: refuse everything from now on.
-            self._broken = error
-            logger.error("journal write failed, refusing further events: %s", error)
-            _settle(ops, f"the event log cannot be written: {error}")
+            # What reached the file is unknown now: refuse everything from here on.
+            self._break(f"the event log cannot be written: {error}")
+            _settle(waiters, self._broken)
             return
-        count = sum(op.count for op in ops)
-        self._commits += 1
-        self._records += count
-        self._bytes += len(data)
-        self._pending_records += count
-        _settle(ops, None)
+        self._pending_records += group.count
+        if not self._fsync:
+            self._committed([group], 0.0)
+            return
+        self._written.append(group)
+        if not self._syncing:
+            self._ask()
 
-    def _rotate(self, handle: io.FileIO, op: _Rotate) -> io.FileIO:
-        assert self._file is not None
-        if self._pending_records == 0 or self._broken is not None:
-            op.future.set_result(None)
-            return handle
+    def _ask(self) -> None:
+        """Ask the syncer to make every written group durable."""
+        assert self._channel is not None
+        groups, self._written = self._written, []
+        request = _syncer.REQUEST.pack(groups[-1].number)
         try:
-            sealed = self._file
-            following = self._new_segment(self._number + 1)
+            if self._send_fd:
+                socket.send_fds(self._channel, [request], [self._fd])
+                self._send_fd = False
+            else:
+                self._channel.send(request)
         except OSError as error:
-            op.future.set_exception(JournalError(f"cannot start a journal segment: {error}"))
-            return handle
-        handle.close()
-        self._number += 1
-        self._file = following
-        self._pending_records = 0
-        op.future.set_result(sealed)
-        return open(following, "ab", buffering=0)
+            self._break(f"the journal's fsync process is gone: {error}")
+            _settle((w for g in groups for w in g.waiters), self._broken)
+            return
+        self._syncing = groups
+
+    def _answered(self) -> None:
+        """The syncer answered (or closed): settle the groups its fsync covered."""
+        assert self._channel is not None
+        while True:
+            try:
+                data = self._channel.recv(_syncer.ANSWER.size)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                data, reason = b"", str(error)
+            else:
+                reason = "it exited"
+            if len(data) != _syncer.ANSWER.size:
+                assert self._loop is not None
+                self._loop.remove_reader(self._channel.fileno())
+                self._break(f"the journal's fsync process is gone ({reason})")
+                return
+            number, errno, seconds = _syncer.ANSWER.unpack(data)
+            if not self._syncing or self._syncing[-1].number != number:
+                continue  # an answer for groups already failed
+            groups, self._syncing = self._syncing, []
+            if errno:
+                self._break(f"the event log cannot be written: {os.strerror(errno)}")
+                _settle((w for g in groups for w in g.waiters), self._broken)
+                return
+            self._committed(groups, seconds)
+            if self._written and self._broken is None:
+                self._ask()
+
+    def _committed(self, groups: Sequence[_Group], seconds: float) -> None:
+        self._commits += 1
+        self._fsync_seconds += seconds
+        for group in groups:
+            self._records += group.count
+            self._bytes += group.size
+            _settle(group.waiters, None)
+
+    def _break(self, reason: str) -> None:
+        """Refuse every append from now on; fail the ones not yet durable."""
+        if self._broken is None:
+            self._broken = reason
+            logger.error("journal failed, refusing further events: %s", reason)
+        self._fail_all(f"the journal failed earlier: {reason}")
+
+    def _fail_all(self, reason: str) -> None:
+        groups, self._written, self._syncing = [*self._syncing, *self._written], [], []
+        _settle((w for g in groups for w in g.waiters), reason)
+        waiters, self._buffered, self._buffer = self._buffered, [], []
+        _settle(waiters, reason)
 
 
 def _segment_number(path: Path) -> int:

@@ -32,7 +32,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,7 +201,7 @@ class SearchService:
         self.journal = Journal(self.logdir, fsync=config.log.fsync)
         self.engine: Engine | None = None
         self._impressions: OrderedDict[str, _Shown] = OrderedDict()
-        self._clicks: dict[str, tuple[str, int, Future[None] | None]] = {}
+        self._clicks: dict[str, tuple[str, int, asyncio.Future[None] | None]] = {}
         self._assigned: set[tuple[str, int, str]] = set()
         self._lists: OrderedDict[tuple[str, str, int], tuple[str, ...]] = OrderedDict()
         self.rankings = RankingCache(config.limits.ranking_cache)
@@ -361,7 +361,7 @@ class SearchService:
                 await self._compactor
             self._compactor = None
         async with self._compacting:
-            await asyncio.to_thread(self.journal.close)
+            await self.journal.close()
             if self._lock is not None:
                 await asyncio.to_thread(compact, self.logdir)
         for executor in self._executors:
@@ -377,7 +377,7 @@ class SearchService:
     async def compact_now(self) -> None:
         """Seal the active journal segment and move every sealed one into Parquet."""
         async with self._compacting:
-            await asyncio.wrap_future(self.journal.rotate())
+            await self.journal.rotate()
             sealed = self.journal.sealed()
             if sealed:
                 report = await asyncio.to_thread(compact, self.logdir, sealed)
@@ -505,7 +505,7 @@ class SearchService:
         )
         records.append(impression)
         try:
-            await self.journal.append_async(records)
+            await self.journal.append(records)
         except JournalError:
             if exposure is not None:
                 self._assigned.discard(exposure)
@@ -713,7 +713,7 @@ class SearchService:
                 self.metrics.refused.labels("click_id_reused").inc()
                 raise ConflictError(f"click id {click_id!r} was already used for another click")
             if earlier[2] is not None:
-                await asyncio.wrap_future(earlier[2])  # acknowledged only once durable
+                await asyncio.shield(earlier[2])  # acknowledged only once durable
             return ClickOut(click_id, impression_id, position, doc_id, duplicate=True)
         click = Click(
             click_id=click_id,
@@ -728,7 +728,7 @@ class SearchService:
         future = self.journal.append([click])
         self._clicks[click_id] = (impression_id, position, future)
         try:
-            await asyncio.wrap_future(future)
+            await asyncio.shield(future)  # a duplicate may be waiting on it too
         except JournalError:
             del self._clicks[click_id]
             raise

@@ -4,9 +4,11 @@ compaction."""
 from __future__ import annotations
 
 import asyncio
-import threading
+import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 import pytest
@@ -25,7 +27,9 @@ from analysis.schema import (
     write_frame,
 )
 from serving.eventlog import (
+    CompactionReport,
     Journal,
+    JournalStats,
     Record,
     compact,
     decode_line,
@@ -34,6 +38,7 @@ from serving.eventlog import (
     read_segment,
 )
 
+T = TypeVar("T")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -96,89 +101,115 @@ def test_any_impression_round_trips(
     assert decode_line(encode_record(record)[:-1]) == record
 
 
+def journal_run(tmp_path: Path, body: Callable[[Journal], Awaitable[T]]) -> T:
+    """Open a journal on a fresh event loop, run `body` with it, close it."""
+
+    async def main() -> T:
+        journal = Journal(tmp_path)
+        journal.open()
+        try:
+            return await body(journal)
+        finally:
+            await journal.close()
+
+    return asyncio.run(main())
+
+
 def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
-    futures = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(16)
+    async def body(journal: Journal) -> JournalStats:
+        async def worker(w: int) -> None:
+            for i in range(25):
+                await journal.append([impression(w * 100 + i)])
 
-    def worker(w: int) -> None:
-        barrier.wait()
-        for i in range(25):
-            future = journal.append([impression(w * 100 + i)])
-            with lock:
-                futures.append(future)
+        await asyncio.gather(*(worker(w) for w in range(16)))
+        return journal.stats
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for future in futures:
-        future.result(timeout=10)
-    stats = journal.stats
-    journal.close()
+    stats = journal_run(tmp_path, body)
     assert stats.records == 400
-    # Appends queued while the writer fsynced share the next commit.
+    # Appends made while an fsync ran share the next one.
     assert stats.commits < 400
+    assert stats.fsync_seconds > 0
     (segment,) = sorted(journal_dir(tmp_path).glob("segment-*.jsonl"))
     read = read_segment(segment)
     assert len(read.records) == 400
     assert read.torn == 0
 
 
-def test_async_appends_are_durable_when_awaited_and_share_commits(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
-    (segment,) = journal.segments()
+def test_appends_are_written_when_acknowledged_and_share_commits(tmp_path: Path) -> None:
+    async def body(journal: Journal) -> tuple[list[int], JournalStats]:
+        (segment,) = journal.segments()
 
-    async def one(i: int) -> int:
-        await journal.append_async([impression(i)])
-        # Acknowledged: the record is in the segment file already.
-        found = {r.impression_id for r in read_segment(segment).records}  # type: ignore[union-attr]
-        return int(impression(i).impression_id in found)
+        async def one(i: int) -> int:
+            await journal.append([impression(i)])
+            # Acknowledged: the record is in the segment file already.
+            found = {r.impression_id for r in read_segment(segment).records}  # type: ignore[union-attr]
+            return int(impression(i).impression_id in found)
 
-    async def many() -> list[int]:
-        return await asyncio.gather(*(one(i) for i in range(200)))
+        return await asyncio.gather(*(one(i) for i in range(200))), journal.stats
 
-    durable = asyncio.run(many())
-    stats = journal.stats
-    journal.close()
+    durable, stats = journal_run(tmp_path, body)
     assert sum(durable) == 200
     assert stats.records == 200
     assert stats.commits < 200
 
 
-def test_a_failed_fsync_fails_async_appends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from serving import eventlog
+def test_a_failed_fsync_fails_the_appends_and_every_later_one(tmp_path: Path) -> None:
     from serving.errors import JournalError
 
-    def fail(fd: int) -> None:
-        raise OSError("disk gone")
+    async def body(journal: Journal) -> None:
+        # Writes to a pipe succeed, and fdatasync on a pipe fails (EINVAL) in the syncer.
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        os.close(journal._fd)
+        journal._fd = write_end
+        try:
+            with pytest.raises(JournalError, match="cannot be written: Invalid argument"):
+                await asyncio.gather(*(journal.append(records(1)) for _ in range(3)))
+            with pytest.raises(JournalError, match="failed earlier"):
+                journal.append(records(1))
+        finally:
+            os.close(read_end)
 
-    journal = Journal(tmp_path)
-    journal.open()
-    monkeypatch.setattr(eventlog.os, "fdatasync", fail)
+    journal_run(tmp_path, body)
 
-    async def append() -> None:
-        await asyncio.gather(*(journal.append_async(records(1)) for _ in range(3)))
 
-    with pytest.raises(JournalError, match="disk gone"):
-        asyncio.run(append())
-    with pytest.raises(JournalError, match="failed earlier"):
-        asyncio.run(append())
-    journal.close()
+def test_a_dead_fsync_process_fails_appends_and_nothing_hangs(tmp_path: Path) -> None:
+    from serving.errors import JournalError
+
+    async def body(journal: Journal) -> None:
+        await journal.append(records(1))
+        assert journal._syncer is not None
+        journal._syncer.kill()
+        await asyncio.to_thread(journal._syncer.wait)
+        with pytest.raises(JournalError, match="fsync process is gone"):
+            await asyncio.wait_for(journal.append(records(1)), timeout=10)
+        with pytest.raises(JournalError, match="failed earlier"):
+            journal.append(records(1))
+
+    journal_run(tmp_path, body)
+
+
+def test_close_commits_what_is_queued_and_stops_the_fsync_process(tmp_path: Path) -> None:
+    async def main() -> tuple[asyncio.Future[None], int]:
+        journal = Journal(tmp_path)
+        journal.open()
+        assert journal._syncer is not None
+        syncer = journal._syncer
+        waiter = journal.append(records(5))  # not awaited before close
+        await journal.close()
+        return waiter, syncer.returncode
+
+    waiter, returncode = asyncio.run(main())
+    assert waiter.done()
+    assert waiter.exception() is None
+    assert returncode == 0
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    assert read_segment(segment).records == tuple(records(5))
 
 
 def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
-    journal.append(records(4)).result()
-    journal.close()
-    (segment,) = journal.segments()
+    journal_run(tmp_path, lambda journal: journal.append(records(4)))
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
     whole = segment.read_bytes()
     segment.write_bytes(whole + encode_record(impression(99))[:40])  # a crash mid-write
     read = read_segment(segment)
@@ -193,10 +224,7 @@ def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
     assert len(read.records) == 11
     # Reopening seals the old segment and starts a new one: nothing crashes.
     segment.write_bytes(whole + b"garbage without newline")
-    again = Journal(tmp_path)
-    again.open()
-    again.append([impression(100)]).result()
-    again.close()
+    journal_run(tmp_path, lambda journal: journal.append([impression(100)]))
     report = compact(tmp_path)
     assert report.torn == 1
     assert report.segments == 2
@@ -204,19 +232,24 @@ def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
 
 
 def test_compaction_equals_the_journal(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
     written = records(30)
-    for start in range(0, len(written), 9):
-        journal.append(written[start : start + 9]).result()
-    sealed = journal.rotate().result()
+
+    async def body(journal: Journal) -> tuple[Path | None, CompactionReport, int]:
+        for start in range(0, len(written), 9):
+            await journal.append(written[start : start + 9])
+        sealed = await journal.rotate()
+        await journal.append([impression(1000)])  # goes to the new segment
+        assert await journal.rotate() is not None
+        assert await journal.rotate() is None  # nothing written since: nothing to seal
+        report = compact(tmp_path, journal.sealed())
+        return sealed, report, len(journal.segments())
+
+    sealed, report, left = journal_run(tmp_path, body)
     assert sealed is not None
-    journal.append(records(1)).result()  # goes to the new segment
-    report = compact(tmp_path, journal.sealed())
-    journal.close()
-    assert report.written == {"assignments": 30, "impressions": 30, "clicks": 30}
+    assert report.segments == 2
+    assert report.written == {"assignments": 30, "impressions": 31, "clicks": 30}
     assert not sealed.exists()
-    assert len(journal.segments()) == 1
+    assert left == 1
     for kind, cls in (
         (Kind.ASSIGNMENTS, Assignment),
         (Kind.IMPRESSIONS, Impression),
@@ -224,16 +257,15 @@ def test_compaction_equals_the_journal(tmp_path: Path) -> None:
     ):
         frame = scan(tmp_path, kind).collect()
         assert frame.schema == SCHEMAS[kind]
-        expected = to_frame([r for r in written if isinstance(r, cls)])  # type: ignore[misc]
+        expected = to_frame(
+            [r for r in [*written, impression(1000)] if isinstance(r, cls)]  # type: ignore[misc]
+        )
         assert frame.sort(frame.columns[0]).equals(expected.sort(frame.columns[0]))
 
 
 def test_an_interrupted_compaction_neither_loses_nor_duplicates(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
-    journal.append(records(10)).result()
-    journal.close()
-    (segment,) = journal.segments()
+    journal_run(tmp_path, lambda journal: journal.append(records(10)))
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
     # Simulate a crash after the intent and the impressions part were written.
     (journal_dir(tmp_path) / "compaction.intent").write_text(segment.name + "\n")
     part = [r for r in read_segment(segment).records if isinstance(r, Impression)][:6]
@@ -259,10 +291,7 @@ def test_appending_to_a_closed_journal_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_compacted_frames_have_the_exact_schema(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.open()
-    journal.append(records(3)).result()
-    journal.close()
+    journal_run(tmp_path, lambda journal: journal.append(records(3)))
     compact(tmp_path)
     for kind in Kind:
         lazy = scan(tmp_path, kind)
