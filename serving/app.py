@@ -35,7 +35,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
 )
 from litestar.handlers import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
@@ -46,7 +46,16 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    ExceptionHandlersMap,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from PIL import UnidentifiedImageError
 
 from analysis.schema import Design
@@ -217,7 +226,7 @@ async def _read_search(request: Request[Any, Any, Any], max_bytes: int) -> _Sear
             )
         return out
     if media in ("application/json", ""):
-        body = await request.body()
+        body = await _small_body(request, _MULTIPART_SLACK)
         try:
             parsed = msgspec.json.decode(body or b"{}", type=SearchIn)
         except msgspec.ValidationError as error:
@@ -230,6 +239,29 @@ async def _read_search(request: Request[Any, Any, Any], max_bytes: int) -> _Sear
         detail=f"unsupported content type {media!r}: send multipart/form-data (with an "
         "'image' file) or JSON",
     )
+
+
+async def _small_body(request: Request[Any, Any, Any], max_bytes: int) -> bytes:
+    """The body of a JSON search, read straight from the ASGI messages: `Request.body` parses
+    every header to find the announced length, which costs the search path microseconds.
+
+    Raises:
+        UploadTooLargeError: The body is over `max_bytes`.
+        InvalidRequestError: The client left before sending all of it.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise InvalidRequestError("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise UploadTooLargeError(f"a JSON search is over the limit of {max_bytes:,} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _page_number(value: str) -> int:
@@ -281,8 +313,48 @@ class _SearchOperation(Operation):
 # -- handlers -------------------------------------------------------------------------------
 
 
-@post("/search", operation_class=_SearchOperation, status_code=200)
-async def search(request: Request[Any, Any, Any]) -> Response[SearchOut]:
+class _JSONAnswer:
+    """A 200 JSON answer with its cookie, sent as is.
+
+    `Response` (and `ASGIResponse`) normalise headers through a mutable header mapping, which
+    costs the search path about 8 us a request; these headers need none of it.
+    """
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes, cookie: str) -> None:
+        self.body = body
+        self.headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"set-cookie", cookie.encode("latin-1")),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": self.headers,
+        }
+        await send(start)
+        body: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": self.body,
+            "more_body": False,
+        }
+        await send(body)
+
+
+_SEARCH_ENCODER: Final = msgspec.json.Encoder()
+
+
+@post(
+    "/search",
+    operation_class=_SearchOperation,
+    status_code=200,
+    responses={200: ResponseSpec(SearchOut, description="The page of results.")},
+)
+async def search(request: Request[Any, Any, Any]) -> _JSONAnswer:
     """Search by an uploaded image, a corpus image id, or an earlier upload's query id.
 
     The unit id comes from the `unit_id` field, the X-Unit-Id header or the braid_unit cookie
@@ -300,7 +372,7 @@ async def search(request: Request[Any, Any, Any]) -> Response[SearchOut]:
         query_id=form.query_id,
         upload=form.upload,
     )
-    return Response(result, headers={"set-cookie": _unit_cookie(unit_id)})
+    return _JSONAnswer(_SEARCH_ENCODER.encode(result), _unit_cookie(unit_id))
 
 
 def _unit_cookie(unit_id: str) -> str:

@@ -61,6 +61,9 @@ def journal_records(logdir: Path) -> list[object]:
 def test_search_by_corpus_id_returns_a_blind_page(client: TestClient[Litestar]) -> None:
     response = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u-1"})
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.cookies[UNIT_COOKIE] == "u-1"
     body = response.json()
     assert set(body) == {
         "impression_id",
@@ -368,6 +371,8 @@ def test_page_samples_health_metrics_and_schema(client: TestClient[Litestar]) ->
     assert {"/search", "/clicks", "/experiments/{experiment_id}"} <= set(schema["paths"])
     body = schema["paths"]["/search"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
+    answer = schema["paths"]["/search"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"] == {"$ref": "#/components/schemas/SearchOut"}
 
 
 # -- bad input: every class is a clear JSON 4xx, never a 500 --------------------------------
@@ -422,6 +427,7 @@ def test_oversized_uploads_are_413(make_client: ClientFactory) -> None:
         ({"json": {"corpus_id": IDS[0], "unit_id": "has space"}}, 400, "unit id"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON"),
         ({"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "content type"),
+        ({"json": {"corpus_id": IDS[0], "pad": "x" * 70_000}}, 413, "JSON search is over"),
         ({"data": {"corpus_id": IDS[0], "page": "two"}}, 400, "integer"),
         ({"data": {"image": "not a file"}}, 400, "file upload"),
         ({"data": {"corpus_id": IDS[0], "extra": "1"}}, 400, "unknown fields"),
