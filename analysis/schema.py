@@ -10,10 +10,11 @@ A log directory holds::
     LOGDIR/qrels.parquet            optional relevance judgments (query_id, doc_id, grade):
                                     the simulator writes its known truth here
 
-Each record is a frozen dataclass with its polars schema beside it. Large producers (the
-simulator) build polars frames directly and check them with `validate`; small producers
-(the server) build records and convert them with `to_frame`. Readers use `scan`, a lazy scan
-that streams: nothing here loads a whole log.
+Each record is a frozen `msgspec.Struct` (built in a tenth of the time of a frozen dataclass,
+and untracked by the garbage collector: a server holds many) with its polars schema beside
+it. Large producers (the simulator) build polars frames directly and check them with
+`validate`; small producers (the server) build records and convert them with `to_frame`.
+Readers use `scan`, a lazy scan that streams: nothing here loads a whole log.
 
 Conventions:
     * Timestamps are timezone-aware UTC.
@@ -150,8 +151,7 @@ class ExperimentSpec:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
+class Assignment(msgspec.Struct, frozen=True, gc=False):
     """A unit entered an experiment version's treatment (logged once per unit and version)."""
 
     experiment_id: str
@@ -161,8 +161,7 @@ class Assignment:
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Impression:
+class Impression(msgspec.Struct, frozen=True, gc=False):
     """One page of results shown to a unit."""
 
     impression_id: str
@@ -188,8 +187,7 @@ class Impression:
             raise ValueError("lists must give one ranked list per ranker")
 
 
-@dataclass(frozen=True, slots=True)
-class Click:
+class Click(msgspec.Struct, frozen=True, gc=False):
     """A click on a shown position; `click_id` is the client's event id (idempotency key)."""
 
     click_id: str
@@ -300,7 +298,7 @@ def to_frame(
         raise ValueError("ts must be timezone-aware")
     if any(offset.seconds % 60 or offset.microseconds for offset in offsets if offset):
         # RFC 3339 offsets are whole minutes: move such timestamps to UTC first.
-        records = [dataclasses.replace(r, ts=r.ts.astimezone(UTC)) for r in records]  # type: ignore[assignment]
+        records = [msgspec.structs.replace(r, ts=r.ts.astimezone(UTC)) for r in records]  # type: ignore[assignment]
     schema = SCHEMAS[kind]
     raw = pl.read_ndjson(
         io.BytesIO(_LINES.encode_lines(records)),

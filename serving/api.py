@@ -43,7 +43,7 @@ class SearchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     page: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
 
 
-class SearchResult(msgspec.Struct, frozen=True):
+class SearchResult(msgspec.Struct, frozen=True, gc=False):
     """One result: the image, where to fetch it, and its rank (1-based, across pages)."""
 
     image_id: str
@@ -53,7 +53,7 @@ class SearchResult(msgspec.Struct, frozen=True):
     position: int
 
 
-class SearchOut(msgspec.Struct, frozen=True):
+class SearchOut(msgspec.Struct, frozen=True, gc=False):
     """A page of results; click positions refer to `results[i].position`."""
 
     impression_id: str

@@ -215,7 +215,7 @@ class SearchService:
         self._compactor: asyncio.Task[None] | None = None
         self._compacting = asyncio.Lock()
         self._methods: dict[tuple[str, int], interleave.Method] = {}
-        self._urls: dict[str, str] = {}  # corpus ids only: bounded by the corpus
+        self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
         self._ids = _Ids()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -428,7 +428,7 @@ class SearchService:
         """
         engine = self._engine()
         limits = self.config.limits
-        given = sum(x is not None for x in (corpus_id, query_id, upload))
+        given = (corpus_id is not None) + (query_id is not None) + (upload is not None)
         if given != 1:
             raise InvalidRequestError(
                 "give exactly one query: an image upload (field 'image'), 'corpus_id', or "
@@ -515,6 +515,7 @@ class SearchService:
                 self.figures.assignment(record)
         self._remember(_Shown(impression, self.figures.impression(impression)))
         self.metrics.impressions.labels(impression.experiment_id or NO_EXPERIMENT).inc()
+        first = shown.page_start + 1
         return SearchOut(
             impression_id=impression.impression_id,
             query_id=key,
@@ -523,23 +524,22 @@ class SearchService:
             page_size=page_size,
             has_more=shown.has_more,
             results=[
-                SearchResult(
-                    image_id=doc,
-                    thumbnail_url=f"{self.image_url(doc)}?thumb=1",
-                    image_url=self.image_url(doc),
-                    rank=shown.page_start + i + 1,
-                    position=i,
-                )
+                SearchResult(doc, *self._result_urls(doc), first + i, i)
                 for i, doc in enumerate(shown.doc_ids)
             ],
         )
 
     def image_url(self, doc: str) -> str:
         """The URL of a corpus image (``/images/<id>``; add ``?thumb=1`` for its thumbnail)."""
-        url = self._urls.get(doc)
-        if url is None:
-            url = self._urls[doc] = f"/images/{quote(doc, safe='/')}"
-        return url
+        return self._result_urls(doc)[1]
+
+    def _result_urls(self, doc: str) -> tuple[str, str]:
+        """A corpus image's thumbnail URL and URL (made once per image)."""
+        urls = self._urls.get(doc)
+        if urls is None:
+            url = f"/images/{quote(doc, safe='/')}"
+            urls = self._urls[doc] = (f"{url}?thumb=1", url)
+        return urls
 
     async def _list(
         self,

@@ -102,7 +102,7 @@ def test_numpy_scalars_and_odd_offsets() -> None:
     record = impression(3, datetime(2026, 1, 2, 12, 0, tzinfo=odd))
     record = Impression(
         **{
-            **{f: getattr(record, f) for f in record.__dataclass_fields__},
+            **{f: getattr(record, f) for f in record.__struct_fields__},
             "seed": np.uint64(2**64 - 2),
             "teams": (np.int8(1), None, np.int8(0)),
             "doc_ids": (np.str_("d1"), "d2", "d3"),
