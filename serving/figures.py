@@ -114,8 +114,7 @@ class Figures(msgspec.Struct, frozen=True):
     srm: SampleRatioFigures | None
 
 
-@dataclass(slots=True)
-class _UnitSums:
+class _UnitSums(msgspec.Struct, gc=False):  # one per unit: untracked by the collector
     impressions: int = 0
     wins: int = 0
     losses: int = 0
