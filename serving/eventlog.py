@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -78,6 +79,7 @@ _DECODERS: Final[dict[bytes, Callable[[bytes], Record]]] = {
 _ENCODER: Final = msgspec.json.Encoder()
 _SEGMENT_GLOB: Final = "segment-*.jsonl"
 _INTENT: Final = "compaction.intent"
+_COMPACTION_LOCK: Final = ".compaction.lock"
 _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.ASSIGNMENTS: ("experiment_id", "experiment_version", "unit_id"),
     Kind.IMPRESSIONS: ("impression_id",),
@@ -538,6 +540,10 @@ def compact(
 ) -> CompactionReport:
     """Move sealed journal segments into Parquet parts of `logdir`, then delete them.
 
+    Compactions of one log directory take turns (an flock on ``journal/.compaction.lock``):
+    a compaction still running in the helper process of a server that died, and the start-up
+    compaction of the server that replaces it, never interleave.
+
     Args:
         logdir: The log directory.
         segments: The sealed segments to compact, oldest first; None: every segment on disk
@@ -546,8 +552,18 @@ def compact(
     Returns:
         What was moved.
     """
-    logdir = Path(logdir)
     folder = journal_dir(logdir)
+    if not folder.is_dir():
+        return CompactionReport(0, {}, {}, 0, 0, False)
+    lock = os.open(folder / _COMPACTION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _compact(Path(logdir), folder, segments)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> CompactionReport:
     intent = folder / _INTENT
     resumed = intent.exists()
     listed: list[Path] = []
@@ -555,7 +571,7 @@ def compact(
         names = [n for n in intent.read_text(encoding="utf-8").splitlines() if n.strip()]
         listed = [folder / n for n in names if (folder / n).exists()]
     chosen = (
-        list(segments)
+        [p for p in segments if p.exists()]  # gone: compacted by an earlier turn
         if segments is not None
         else sorted(folder.glob(_SEGMENT_GLOB), key=_segment_number)
     )

@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -381,13 +382,34 @@ class SearchService:
             self._lock = None
 
     async def compact_now(self) -> None:
-        """Seal the active journal segment and move every sealed one into Parquet."""
+        """Seal the active journal segment and move every sealed one into Parquet.
+
+        The compaction runs in a process of its own (`serving._compactor`), off this
+        interpreter's GIL and at low priority.
+
+        Raises:
+            JournalError: The compaction failed (the journal keeps the events).
+        """
         async with self._compacting:
             await self.journal.rotate()
             sealed = self.journal.sealed()
             if sealed:
-                report = await asyncio.to_thread(compact, self.logdir, sealed)
-                logger.debug("compacted %d segment(s): %s", report.segments, report.written)
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "serving._compactor",
+                    str(self.logdir),
+                    *map(str, sealed),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                out, err = await child.communicate()
+                if child.returncode:
+                    last = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+                    raise JournalError(f"compaction exited with {child.returncode}: {last}")
+                report = json.loads(out)
+                logger.debug("compacted %d segment(s): %s", report["segments"], report["written"])
             self.metrics.uncompacted.set(self.journal.uncompacted_records)
 
     async def _compact_forever(self) -> None:

@@ -297,3 +297,42 @@ def test_compacted_frames_have_the_exact_schema(tmp_path: Path) -> None:
         lazy = scan(tmp_path, kind)
         assert lazy.collect_schema() == SCHEMAS[kind]
         assert isinstance(lazy.collect(), pl.DataFrame)
+
+
+def test_compactions_of_one_log_directory_take_turns(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    journal_run(tmp_path, lambda journal: journal.append(records(4)))
+    lock = os.open(journal_dir(tmp_path) / ".compaction.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another compaction is running
+    reports: list[CompactionReport] = []
+    waiting = threading.Thread(target=lambda: reports.append(compact(tmp_path)))
+    waiting.start()
+    waiting.join(timeout=0.5)
+    assert waiting.is_alive()  # it waits its turn
+    assert len(list(journal_dir(tmp_path).glob("segment-*.jsonl"))) == 1
+    os.close(lock)
+    waiting.join(timeout=30)
+    assert reports[0].written == {"assignments": 4, "impressions": 4, "clicks": 4}
+
+
+def test_the_compaction_process_reports_and_fails_clearly(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    journal_run(tmp_path, lambda journal: journal.append(records(3)))
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    command = [sys.executable, "-m", "serving._compactor", str(tmp_path)]
+    done = subprocess.run([*command, str(segment)], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["written"] == {"assignments": 3, "impressions": 3, "clicks": 3}
+    assert scan(tmp_path, Kind.CLICKS).collect().height == 3
+    assert not segment.exists()
+    again = subprocess.run([*command, str(segment)], capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout)["segments"] == 0  # already compacted: nothing to do
+    unreadable = journal_dir(tmp_path) / "segment-00000009.jsonl"
+    unreadable.mkdir()
+    failed = subprocess.run([*command, str(unreadable)], capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "IsADirectoryError" in failed.stderr.strip().splitlines()[-1]
