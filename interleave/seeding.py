@@ -74,7 +74,8 @@ class _HashedSeed(ISeedSequence):
             digest_size=n_words * kind.itemsize,
             person=_PERSON_STATE,
         ).digest()
-        return np.frombuffer(digest, dtype=kind.newbyteorder("<")).astype(kind)
+        words = np.frombuffer(digest, dtype=kind.newbyteorder("<"))
+        return words if words.dtype == kind else words.astype(kind)  # big-endian hosts
 
     def __repr__(self) -> str:
         return f"_HashedSeed({self.seed})"

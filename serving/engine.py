@@ -52,6 +52,9 @@ __all__ = [
 INTERLEAVED = "interleaved"
 """The treatment name of every unit of an interleaving experiment."""
 
+_ROUTES = 1 << 16
+"""Units whose route the engine keeps (emptied when full)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ExperimentState:
@@ -159,6 +162,7 @@ class Engine:
         "_on_version",
         "_persist",
         "_rankers",
+        "_routes",
         "_states",
     )
 
@@ -190,6 +194,7 @@ class Engine:
         self._configured: dict[str, ExperimentConfig] = {}
         self._persist = persist
         self._on_version = on_version
+        self._routes: dict[str, Route] = {}  # by unit id; emptied by every change
         for event in events:
             self._apply(event)
 
@@ -211,7 +216,19 @@ class Engine:
             raise UnknownExperimentError(f"no experiment {experiment_id!r}") from None
 
     def route(self, unit_id: str) -> Route:
-        """How `unit_id`'s searches are served now."""
+        """How `unit_id`'s searches are served now.
+
+        Routes are kept per unit until the experiments change (a unit searches many times;
+        hashing it into every layer costs a search microseconds), at most `_ROUTES` of them.
+        """
+        route = self._routes.get(unit_id)
+        if route is None:
+            if len(self._routes) >= _ROUTES:
+                self._routes.clear()
+            route = self._routes[unit_id] = self._route(unit_id)
+        return route
+
+    def _route(self, unit_id: str) -> Route:
         for layer, members in self._layers.items():
             point = unit_point(layer, unit_id)
             for experiment_id in members:
@@ -395,6 +412,7 @@ class Engine:
         self._apply(event)
 
     def _apply(self, event: Mapping[str, Any]) -> None:
+        self._routes.clear()
         kind = event["event"]
         if kind == "define":
             config = config_from_json(event["config"])

@@ -105,7 +105,7 @@ def interleaved_page(
     end = start + page_size
     more = page < max_page and (deeper or _union_size(lists) > end)
     return ShownPage(
-        doc_ids=tuple(str(d) for d in draft.docs[start:end]),
+        doc_ids=tuple(map(str, draft.docs[start:end])),
         teams=tuple(draft.teams[start:end]),
         page_start=start,
         has_more=more,

@@ -131,7 +131,7 @@ _RankItem = tuple[Query, int]
 
 def _batch_ranker(ranker: Ranker) -> Callable[[Sequence[_RankItem]], list[tuple[str, ...]]]:
     """A function ranking a batch of queries with `ranker`, one call per depth where the ranker
-    supports batches.
+    supports batches; each list without repeats.
 
     Queries are grouped by depth rather than all run at the deepest one: an approximate
     index's top 12 need not be the first 12 of its top 24, and a page must not depend on
@@ -154,7 +154,7 @@ def _batch_ranker(ranker: Ranker) -> Callable[[Sequence[_RankItem]], list[tuple[
             else:
                 rankings = [ranker.rank(query, depth) for query in queries]
             for i, ranking in zip(rows, rankings, strict=True):
-                out[i] = tuple(ranking.ids)
+                out[i] = tuple(dict.fromkeys(ranking.ids))  # once here, never per page
         return out
 
     return rank
@@ -590,6 +590,8 @@ class SearchService:
         max_depth = page_size * self.config.limits.max_page
         if query is None or query.image is not None or deep:
             return await self._ranked(name, query, key, max_depth)
+        if page == 1:
+            return await self._ranked(name, query, key, page_size)
         merged: dict[str, None] = {}
         for step in range(1, page + 1):
             ids = await self._ranked(name, query, key, step * page_size)
@@ -604,15 +606,13 @@ class SearchService:
         """What `_list` would give for a corpus-image query if every list it needs is in the
         ranking cache (counted as hits then), else None (nothing counted)."""
         cache = self.rankings
-        if deep:
-            depths: Sequence[int] = (page_size * self.config.limits.max_page,)
-        else:
-            depths = range(page_size, (page + 1) * page_size, page_size)
+        if deep or page == 1:
+            held = (name, key, page_size * self.config.limits.max_page if deep else page_size)
+            return cache.get(held) if held in cache else None
+        depths = range(page_size, (page + 1) * page_size, page_size)
         for depth in depths:
             if (name, key, depth) not in cache:
                 return None
-        if deep:
-            return cache.get((name, key, depths[0]))
         merged: dict[str, None] = {}
         for depth in depths:
             ids = cache.get((name, key, depth))

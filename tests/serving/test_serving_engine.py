@@ -241,3 +241,25 @@ def test_seed_scheme_is_recorded_and_an_old_version_keeps_its_own() -> None:
     assert state.spec.seed_scheme == "seedsequence-pcg64"
     (state,) = Engine(RANKERS, "a", events=recorder.events).experiments()
     assert state.spec.seed_scheme == "blake2b-pcg64"
+
+
+def test_kept_routes_follow_every_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_ROUTES", 50)  # emptied when full: stays bounded
+    engine = Recorder().engine()
+    engine.create(ab())
+    served = {u: engine.route(u) for u in UNITS[:200]}
+    assert all(route.experiment is not None for route in served.values())
+    assert [engine.route(u) for u in UNITS[:200]] == list(served.values())
+    engine.stop("exp")
+    assert all(engine.route(u).experiment is None for u in UNITS[:200])
+    engine.start("exp")
+    assert [engine.route(u).treatment for u in UNITS[:200]] == [
+        r.treatment for r in served.values()
+    ]
+    fresh = Recorder().engine()  # the same experiment, nothing kept: the same routes
+    fresh.create(ab())
+    assert [fresh.route(u).treatment for u in UNITS[:200]] == [
+        engine.route(u).treatment for u in UNITS[:200]
+    ]
