@@ -14,12 +14,16 @@ import os
 import sys
 from pathlib import Path
 
-from serving.eventlog import compact
+# Low priority from the start (the imports included), and one polars thread: a thread per
+# core would take the server's cores from it (set before polars is imported).
+os.nice(10)
+os.environ["POLARS_MAX_THREADS"] = "1"
+
+from serving.eventlog import compact  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
     """Compact the segments `argv[1:]` of the log directory `argv[0]`; print the report."""
-    os.nice(10)
     report = compact(argv[0], [Path(p) for p in argv[1:]])
     print(json.dumps(dataclasses.asdict(report)))
 
