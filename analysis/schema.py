@@ -64,6 +64,7 @@ __all__ = [
     "Impression",
     "Kind",
     "append_experiment",
+    "frame_from_json_lines",
     "read_experiments",
     "scan",
     "to_frame",
@@ -299,9 +300,19 @@ def to_frame(
     if any(offset.seconds % 60 or offset.microseconds for offset in offsets if offset):
         # RFC 3339 offsets are whole minutes: move such timestamps to UTC first.
         records = [msgspec.structs.replace(r, ts=r.ts.astimezone(UTC)) for r in records]  # type: ignore[assignment]
+    return frame_from_json_lines(kind, _LINES.encode_lines(records))
+
+
+def frame_from_json_lines(kind: Kind, lines: bytes) -> pl.DataFrame:
+    """A frame in `kind`'s schema from newline-delimited JSON records, as msgspec encodes the
+    records of that kind (timestamps in RFC 3339: offsets in whole minutes).
+
+    What `to_frame` does after encoding, and how the server's journal is compacted: its lines
+    are already this JSON.
+    """
     schema = SCHEMAS[kind]
     raw = pl.read_ndjson(
-        io.BytesIO(_LINES.encode_lines(records)),
+        io.BytesIO(lines),
         schema={name: _READABLE.get(dtype, dtype) for name, dtype in schema.items()},
     )
     ts = pl.col("ts").str.to_datetime(_TS_FORMAT, time_unit="us", time_zone="UTC")

@@ -1,7 +1,7 @@
 """Compact sealed journal segments in a process of its own (what the server runs).
 
-``python -m serving._compactor LOGDIR SEGMENT...`` runs `serving.eventlog.compact` at low
-priority and prints its report as JSON. The server runs it this way rather than on a thread:
+``python -m serving._compactor LOGDIR SEGMENT...`` runs `serving.eventlog.compact` at the
+lowest priority and prints its report as JSON. The server runs it this way rather than on a thread:
 compaction's Python loops would otherwise take the GIL from the event loop for the second
 or so each compaction lasts, and its work would compete with the loop at the same priority.
 """
@@ -14,12 +14,17 @@ import os
 import sys
 from pathlib import Path
 
-# Low priority from the start (the imports included), and one polars thread: a thread per
-# core would take the server's cores from it (set before polars is imported).
-os.nice(10)
+# The lowest priority from the start (the imports included): on Linux, SCHED_IDLE runs only
+# when nothing else wants the core, so the server's loop, its fsync process and its clients
+# never wait behind a compaction. And one polars thread: a thread per core would take the
+# server's cores from it (set before polars is imported).
+if hasattr(os, "SCHED_IDLE"):
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+else:
+    os.nice(19)
 os.environ["POLARS_MAX_THREADS"] = "1"
 
-from serving.eventlog import compact  # noqa: E402
+from serving.eventlog import compact
 
 
 def main(argv: list[str]) -> None:

@@ -43,7 +43,16 @@ from typing import Final
 import msgspec
 import polars as pl
 
-from analysis.schema import Assignment, Click, Impression, Kind, scan, to_frame, write_frame
+from analysis.schema import (
+    SCHEMAS,
+    Assignment,
+    Click,
+    Impression,
+    Kind,
+    frame_from_json_lines,
+    scan,
+    write_frame,
+)
 from serving import _syncer
 from serving.errors import JournalError
 
@@ -71,10 +80,11 @@ _KIND_OF: Final[dict[type, Kind]] = {
     Impression: Kind.IMPRESSIONS,
     Click: Kind.CLICKS,
 }
-_DECODERS: Final[dict[bytes, Callable[[bytes], Record]]] = {
-    Kind.ASSIGNMENTS.value.encode(): msgspec.json.Decoder(Assignment).decode,
-    Kind.IMPRESSIONS.value.encode(): msgspec.json.Decoder(Impression).decode,
-    Kind.CLICKS.value.encode(): msgspec.json.Decoder(Click).decode,
+_KINDS: Final[dict[bytes, Kind]] = {kind.value.encode(): kind for kind in Kind}
+_DECODERS: Final[dict[Kind, Callable[[bytes], Record]]] = {
+    Kind.ASSIGNMENTS: msgspec.json.Decoder(Assignment).decode,
+    Kind.IMPRESSIONS: msgspec.json.Decoder(Impression).decode,
+    Kind.CLICKS: msgspec.json.Decoder(Click).decode,
 }
 _ENCODER: Final = msgspec.json.Encoder()
 _SEGMENT_GLOB: Final = "segment-*.jsonl"
@@ -100,6 +110,18 @@ def encode_record(record: Record) -> bytes:
 
 def decode_line(line: bytes) -> Record | None:
     """The record of one journal line (without its newline), or None if it is corrupt."""
+    checked = _checked(line)
+    if checked is None:
+        return None
+    try:
+        record = _DECODERS[checked[0]](checked[1])
+    except (msgspec.DecodeError, ValueError, TypeError):
+        return None
+    return record
+
+
+def _checked(line: bytes) -> tuple[Kind, bytes] | None:
+    """The kind and JSON of one journal line whose checksum holds, or None."""
     if len(line) < 10 or line[8:9] != b" ":
         return None
     body = line[9:]
@@ -108,15 +130,9 @@ def decode_line(line: bytes) -> Record | None:
             return None
     except ValueError:
         return None
-    kind, _, payload = body.partition(b" ")
-    decoder = _DECODERS.get(kind)
-    if decoder is None:
-        return None
-    try:
-        record = decoder(payload)
-    except (msgspec.DecodeError, ValueError, TypeError):
-        return None
-    return record
+    name, _, payload = body.partition(b" ")
+    kind = _KINDS.get(name)
+    return None if kind is None else (kind, payload)
 
 
 def record_key(record: Record) -> tuple[Kind, tuple[str | int, ...]]:
@@ -150,22 +166,35 @@ class SegmentRead:
 
 def read_segment(path: str | os.PathLike[str]) -> SegmentRead:
     """Read a journal segment, dropping a torn last line and any corrupt line."""
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
+    lines, torn, corrupt = _segment_lines(path)
+    records: list[Record] = []
+    for kind, payload in lines:
+        try:
+            records.append(_DECODERS[kind](payload))
+        except (msgspec.DecodeError, ValueError, TypeError):
+            corrupt += 1  # its checksum holds but not its content: not written by a journal
+            logger.warning("%s: a %s line does not decode; dropped", path, kind)
+    return SegmentRead(tuple(records), torn, corrupt)
+
+
+def _segment_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[Kind, bytes]], int, int]:
+    """The kind and JSON of each intact line of a segment, then whether its last line was
+    torn (0 or 1) and how many lines before it failed their checksum (logged)."""
+    lines = Path(path).read_bytes().split(b"\n")
     tail = lines.pop()  # b"" after a final newline; otherwise a line torn mid-write
     torn = 1 if tail else 0
-    records: list[Record] = []
+    out: list[tuple[Kind, bytes]] = []
     corrupt = 0
     for number, line in enumerate(lines):
-        record = decode_line(line)
-        if record is not None:
-            records.append(record)
+        checked = _checked(line)
+        if checked is not None:
+            out.append(checked)
         elif number == len(lines) - 1 and not torn:
             torn = 1  # the last whole line can be torn too, if a crash cut a multi-line write
         else:
             corrupt += 1
             logger.warning("%s: line %d fails its checksum; dropped", path, number + 1)
-    return SegmentRead(tuple(records), torn, corrupt)
+    return out, torn, corrupt
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,23 +610,26 @@ def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> Com
         return CompactionReport(0, {}, {}, 0, 0, resumed)
     if not resumed:
         _write_synced(intent, "".join(f"{p.name}\n" for p in todo))
-    reads = [read_segment(p) for p in todo]
-    by_kind: dict[Kind, list[Record]] = {kind: [] for kind in Kind}
-    for read in reads:
-        for record in read.records:
-            by_kind[record_key(record)[0]].append(record)
+    # The lines' JSON goes to polars as it is: no record is decoded in Python.
+    by_kind: dict[Kind, list[bytes]] = {kind: [] for kind in Kind}
+    torn = corrupt = 0
+    for path in todo:
+        lines, torn_here, corrupt_here = _segment_lines(path)
+        for kind, payload in lines:
+            by_kind[kind].append(payload)
+        torn += torn_here
+        corrupt += corrupt_here
     written: dict[str, int] = {}
     skipped: dict[str, int] = {}
-    for kind, records in by_kind.items():
-        unique = _unique(records)
-        if resumed and unique:
-            present = _present_keys(logdir, kind, unique)
-            kept = [r for r in unique if record_key(r)[1] not in present]
-            skipped[str(kind)] = len(unique) - len(kept)
-            unique = kept
-        if unique:
-            write_frame(logdir, kind, to_frame(unique))  # type: ignore[arg-type]
-        written[str(kind)] = len(unique)
+    for kind, payloads in by_kind.items():
+        frame = _unique_frame(kind, payloads)
+        if resumed and frame.height:
+            kept = _not_in_parquet(logdir, kind, frame)
+            skipped[str(kind)] = frame.height - kept.height
+            frame = kept
+        if frame.height:
+            write_frame(logdir, kind, frame)
+        written[str(kind)] = frame.height
     for path in todo:
         path.unlink(missing_ok=True)
     _fsync_dir(folder)
@@ -607,31 +639,27 @@ def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> Com
         segments=len(todo),
         written=written,
         skipped=skipped,
-        torn=sum(r.torn for r in reads),
-        corrupt=sum(r.corrupt for r in reads),
+        torn=torn,
+        corrupt=corrupt,
         resumed=resumed,
     )
 
 
-def _unique(records: Iterable[Record]) -> list[Record]:
-    seen: set[tuple[str | int, ...]] = set()
-    out: list[Record] = []
-    for record in records:
-        key = record_key(record)[1]
-        if key not in seen:
-            seen.add(key)
-            out.append(record)
-    return out
+def _unique_frame(kind: Kind, payloads: Sequence[bytes]) -> pl.DataFrame:
+    """The records of `kind` in journal order, each key's first only."""
+    if not payloads:
+        return pl.DataFrame(schema=SCHEMAS[kind])
+    frame = frame_from_json_lines(kind, b"\n".join(payloads))
+    return frame.unique(subset=list(_KEYS[kind]), keep="first", maintain_order=True)
 
 
-def _present_keys(
-    logdir: Path, kind: Kind, records: Sequence[Record]
-) -> set[tuple[str | int, ...]]:
-    columns = _KEYS[kind]
-    probe = columns[-1]  # the unit id of an assignment, the id of the others
-    wanted = list({str(record_key(r)[1][-1]) for r in records})
-    frame = scan(logdir, kind).select(columns).filter(pl.col(probe).is_in(wanted)).collect()
-    return {tuple(row) for row in frame.iter_rows()}
+def _not_in_parquet(logdir: Path, kind: Kind, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` whose key no Parquet part of `kind` holds yet."""
+    keys = list(_KEYS[kind])
+    probe = keys[-1]  # the unit id of an assignment, the id of the others
+    wanted = frame.get_column(probe).unique()
+    present = scan(logdir, kind).select(keys).filter(pl.col(probe).is_in(wanted)).collect()
+    return frame.join(present, on=keys, how="anti", maintain_order="left")
 
 
 def _write_synced(path: Path, text: str) -> None:
