@@ -23,8 +23,8 @@ Conventions:
       teams are all the arm's ranker index 0).
     * `Click.position` indexes `Impression.doc_ids` (0-based); the rank a user saw is
       `Impression.page_start + Click.position + 1`.
-    * `Impression.lists` holds each ranker's ranked list as the ranker returned it (to the depth
-      the page drew from), so credit rules that need the inputs can be applied, and pages audited.
+    * `Impression.lists` holds each ranker's ranked list as the page drew from it (to that depth,
+      without repeats), so credit rules that need the inputs can be applied, and pages audited.
     * `Impression.seed` regenerates an interleaved page: `interleave.rng_from_seed(seed,
       spec.seed_scheme)`, with the spec of the impression's experiment version, its method and
       the impression's input lists, gives the same page again.

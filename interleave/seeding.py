@@ -74,8 +74,7 @@ class _HashedSeed(ISeedSequence):
             digest_size=n_words * kind.itemsize,
             person=_PERSON_STATE,
         ).digest()
-        words = np.frombuffer(digest, dtype=kind.newbyteorder("<"))
-        return words if words.dtype == kind else words.astype(kind)  # big-endian hosts
+        return np.frombuffer(digest, dtype=kind.newbyteorder("<")).astype(kind)
 
     def __repr__(self) -> str:
         return f"_HashedSeed({self.seed})"

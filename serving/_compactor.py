@@ -14,17 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-# The lowest priority from the start (the imports included): on Linux, SCHED_IDLE runs only
-# when nothing else wants the core, so the server's loop, its fsync process and its clients
-# never wait behind a compaction. And one polars thread: a thread per core would take the
+# The lowest priority from the start (the imports included), yet one that always progresses
+# (SCHED_IDLE could starve a compaction for as long as the server is busy, and the journal
+# would grow all that time). And one polars thread: a thread per core would take the
 # server's cores from it (set before polars is imported).
-if hasattr(os, "SCHED_IDLE"):
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-else:
-    os.nice(19)
+os.nice(19)
 os.environ["POLARS_MAX_THREADS"] = "1"
 
-from serving.eventlog import compact
+from serving.eventlog import compact  # noqa: E402 (after the settings above)
 
 
 def main(argv: list[str]) -> None:

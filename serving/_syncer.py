@@ -8,9 +8,11 @@ A separate process has its own interpreter, so each fsync starts the moment it i
 
 Protocol (SOCK_SEQPACKET, one message each):
 
-* request: the group number to make durable (``<Q``), with a segment's file descriptor
-  attached when the journal moved to a new segment (the first request carries one too).
-  Before adopting a new descriptor the old file is synced, so the order of the groups holds.
+* request: the group number to make durable (``<Q``), with the descriptors of the segments
+  the journal opened since the last request attached, oldest first (the first request
+  carries the first segment's). The current segment and every attached one but the last are
+  synced and closed, in order, and the last becomes the current one: every segment written
+  to is synced, whatever number of rotations happened between two requests.
 * answer: ``<QId``: the group number, 0 or the errno of a failed fdatasync, and the seconds it
   took.
 
@@ -28,6 +30,8 @@ import time
 
 REQUEST = struct.Struct("<Q")
 ANSWER = struct.Struct("<QId")
+MAX_FDS = 64
+"""The most descriptors one request carries (rotations between two requests, plus one)."""
 
 
 def serve(channel: socket.socket) -> None:
@@ -35,7 +39,7 @@ def serve(channel: socket.socket) -> None:
     current = -1
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(channel, REQUEST.size, 1)
+            data, fds, _, _ = socket.recv_fds(channel, REQUEST.size, MAX_FDS)
         except OSError:
             return
         if not data:
@@ -43,15 +47,22 @@ def serve(channel: socket.socket) -> None:
         (group,) = REQUEST.unpack(data)
         started = time.perf_counter()
         error = 0
-        try:
-            if fds:
-                if current >= 0:
-                    os.fdatasync(current)  # the old segment's last groups, before the new one's
-                    os.close(current)
-                current = fds[0]
-            os.fdatasync(current)
-        except OSError as failure:
-            error = failure.errno or -1
+        if fds:
+            retired = ([current] if current >= 0 else []) + fds[:-1]
+            current = fds[-1]
+            for fd in retired:  # older segments' last groups, before the newer ones'
+                try:
+                    if not error:
+                        os.fdatasync(fd)
+                except OSError as failure:
+                    error = failure.errno or -1
+                finally:
+                    os.close(fd)
+        if not error:
+            try:
+                os.fdatasync(current)
+            except OSError as failure:
+                error = failure.errno or -1
         try:
             channel.send(ANSWER.pack(group, error, time.perf_counter() - started))
         except OSError:

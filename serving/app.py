@@ -506,10 +506,12 @@ async def stop_experiment(
     return service.stop_experiment(experiment_id)
 
 
-@get("/health")
-async def health(service: NamedDependency[SearchService]) -> Health:
-    """Liveness and the event log's counters."""
-    return service.health()
+@get("/health", responses={503: ResponseSpec(Health, description="The event log failed.")})
+async def health(service: NamedDependency[SearchService]) -> Response[Health]:
+    """Liveness and the event log's counters: 503 once the event log has failed (the server
+    refuses every search then, and must be restarted)."""
+    out = service.health()
+    return Response(out, status_code=200 if out.status == "ok" else 503)
 
 
 @get("/metrics", include_in_schema=True)

@@ -51,6 +51,7 @@ from analysis.schema import (
     Kind,
     frame_from_json_lines,
     scan,
+    to_frame,
     write_frame,
 )
 from serving import _syncer
@@ -90,6 +91,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 _SEGMENT_GLOB: Final = "segment-*.jsonl"
 _INTENT: Final = "compaction.intent"
 _COMPACTION_LOCK: Final = ".compaction.lock"
+_NULLABLE: Final = frozenset({"excluded"})  # the only field a record may leave null
 _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.ASSIGNMENTS: ("experiment_id", "experiment_version", "unit_id"),
     Kind.IMPRESSIONS: ("impression_id",),
@@ -156,7 +158,8 @@ class SegmentRead:
     Attributes:
         records: The intact records, in write order.
         torn: 1 if the last line was torn by a crash (dropped), else 0.
-        corrupt: Lines before the last that failed their checksum (dropped, logged).
+        corrupt: Lines dropped (and logged) other than a torn last one: their checksum fails,
+            or it holds but the line is no record.
     """
 
     records: tuple[Record, ...]
@@ -202,7 +205,7 @@ class JournalStats:
     """Counters of a journal since it was opened.
 
     Attributes:
-        commits: Group commits (one write and one fsync each).
+        commits: Group commits (one fdatasync each, covering every write since the last).
         records: Records committed.
         bytes: Bytes committed.
         fsync_seconds: Total time spent in fsync.
@@ -262,7 +265,8 @@ class Journal:
         self._number = 0
         self._syncer: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
-        self._send_fd = False  # the next sync request hands the syncer a new segment
+        self._unsent: list[int] = []  # segments' descriptors the syncer has not received
+        self._closing = False
         self._buffer: list[bytes] = []
         self._buffered: list[asyncio.Future[None]] = []
         self._buffered_records = 0
@@ -286,6 +290,12 @@ class Journal:
     def stats(self) -> JournalStats:
         """Counters since `open`."""
         return JournalStats(self._commits, self._records, self._bytes, self._fsync_seconds)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the journal refuses appends (a failed write or fsync, its fsync process gone),
+        or None while it works. It does not recover: the server must be restarted."""
+        return self._broken
 
     @property
     def uncompacted_records(self) -> int:
@@ -316,8 +326,7 @@ class Journal:
             self._dir.mkdir(parents=True, exist_ok=True)
             existing = self.segments()
             self._number = (_segment_number(existing[-1]) + 1) if existing else 1
-            self._file = self._new_segment(self._number)
-            self._fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self._file, self._fd = self._new_segment(self._number)
         except OSError as error:
             raise JournalError(f"cannot open the journal in {self._dir}: {error}") from error
         if self._fsync:
@@ -337,9 +346,10 @@ class Journal:
                 theirs.close()
             ours.setblocking(False)
             self._channel = ours
-            self._send_fd = True
+            self._unsent = [self._fd]
             loop.add_reader(ours.fileno(), self._answered)
         self._loop = loop
+        self._closing = False
 
     def append(self, records: Sequence[Record]) -> asyncio.Future[None]:
         """Queue records; the future completes once they are durable (or fails with
@@ -350,6 +360,8 @@ class Journal:
         """
         if self._loop is None:
             raise JournalError("the journal is not open")
+        if self._closing:
+            raise JournalError("the journal is closing")
         if self._broken is not None:
             raise JournalError(f"the journal failed earlier: {self._broken}")
         waiter = self._loop.create_future()
@@ -378,19 +390,24 @@ class Journal:
             raise JournalError(f"the journal failed earlier: {self._broken}")
         if self._pending_records == 0:
             return None
+        if len(self._unsent) >= _syncer.MAX_FDS:
+            raise JournalError("too many rotations are waiting for the fsync process")
         durable = self._durable()
         try:
-            following = self._new_segment(self._number + 1)
-            fd = os.open(following, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            following, fd = self._new_segment(self._number + 1)
         except OSError as error:
             raise JournalError(f"cannot start a journal segment: {error}") from error
         sealed = self._file
         assert sealed is not None
-        os.close(self._fd)  # the syncer holds its own descriptor of it until it moves on
+        if self._fd not in self._unsent:
+            os.close(self._fd)  # the syncer holds its own descriptor of it
+        if self._channel is not None:
+            # Every segment goes to the syncer, in order, even one a later rotation replaced
+            # before the next request: each is synced before the next is adopted.
+            self._unsent.append(fd)
         self._fd, self._file = fd, following
         self._number += 1
         self._pending_records = 0
-        self._send_fd = True
         await durable
         return sealed
 
@@ -399,6 +416,7 @@ class Journal:
         if self._loop is None:
             return
         self._flush()
+        self._closing = True  # appends from here on are refused, not written
         with contextlib.suppress(JournalError):
             await self._durable()
         if self._channel is not None:
@@ -408,8 +426,9 @@ class Journal:
         if self._syncer is not None:
             await asyncio.to_thread(self._syncer.wait)
             self._syncer = None
-        os.close(self._fd)
-        self._fd = -1
+        for fd in {self._fd, *self._unsent}:
+            os.close(fd)
+        self._fd, self._unsent = -1, []
         self._loop = None
         self._fail_all("the journal is closed")
 
@@ -424,12 +443,18 @@ class Journal:
             last.waiters.append(waiter)
         return waiter
 
-    def _new_segment(self, number: int) -> Path:
+    def _new_segment(self, number: int) -> tuple[Path, int]:
+        """Create segment `number` (durably: its folder is fsynced) and open it to append."""
         path = self._dir / f"segment-{number:08d}.jsonl"
-        with open(path, "xb"):
-            pass
-        _fsync_dir(self._dir)
-        return path
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o644)
+        try:
+            _fsync_dir(self._dir)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)  # so that the next attempt can take the number
+            raise
+        return path, fd
 
     def _flush(self) -> None:
         """Write the appends of this turn of the loop as one group; ask for its fsync."""
@@ -465,13 +490,17 @@ class Journal:
 
     def _ask(self) -> None:
         """Ask the syncer to make every written group durable."""
-        assert self._channel is not None
         groups, self._written = self._written, []
         request = _syncer.REQUEST.pack(groups[-1].number)
         try:
-            if self._send_fd:
-                socket.send_fds(self._channel, [request], [self._fd])
-                self._send_fd = False
+            if self._channel is None:
+                raise OSError("it was stopped")
+            if self._unsent:
+                socket.send_fds(self._channel, [request], self._unsent)
+                for fd in self._unsent:
+                    if fd != self._fd:
+                        os.close(fd)  # retired: the syncer syncs and closes its own copy
+                self._unsent = []
             else:
                 self._channel.send(request)
         except OSError as error:
@@ -552,7 +581,7 @@ class CompactionReport:
         written: Records written to Parquet, by kind.
         skipped: Records already in Parquet (a crashed compaction's leftovers), by kind.
         torn: Torn last lines dropped.
-        corrupt: Corrupt lines dropped.
+        corrupt: Corrupt lines dropped (as `SegmentRead.corrupt` counts them).
         resumed: Whether an interrupted compaction was finished.
     """
 
@@ -622,7 +651,8 @@ def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> Com
     written: dict[str, int] = {}
     skipped: dict[str, int] = {}
     for kind, payloads in by_kind.items():
-        frame = _unique_frame(kind, payloads)
+        frame, dropped = _unique_frame(kind, payloads)
+        corrupt += dropped
         if resumed and frame.height:
             kept = _not_in_parquet(logdir, kind, frame)
             skipped[str(kind)] = frame.height - kept.height
@@ -645,12 +675,32 @@ def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> Com
     )
 
 
-def _unique_frame(kind: Kind, payloads: Sequence[bytes]) -> pl.DataFrame:
-    """The records of `kind` in journal order, each key's first only."""
+def _unique_frame(kind: Kind, payloads: Sequence[bytes]) -> tuple[pl.DataFrame, int]:
+    """The records of `kind` in journal order, each key's first only, and how many lines were
+    dropped because their JSON is not a record of `kind` (as `read_segment` drops them)."""
+    empty = pl.DataFrame(schema=SCHEMAS[kind])
     if not payloads:
-        return pl.DataFrame(schema=SCHEMAS[kind])
-    frame = frame_from_json_lines(kind, b"\n".join(payloads))
-    return frame.unique(subset=list(_KEYS[kind]), keep="first", maintain_order=True)
+        return empty, 0
+    dropped = 0
+    try:
+        frame = frame_from_json_lines(kind, b"\n".join(payloads))
+        required = [name for name in frame.columns if name not in _NULLABLE]
+        if frame.select(pl.col(required).null_count()).sum_horizontal().item():
+            raise ValueError("a record lacks a field")
+    except (pl.exceptions.PolarsError, ValueError):
+        # No journal writes such a line, but one that does not decode must cost only itself:
+        # decode line by line, as read_segment does, and drop the ones that fail.
+        records: list[Record] = []
+        for payload in payloads:
+            try:
+                records.append(_DECODERS[kind](payload))
+            except (msgspec.DecodeError, ValueError, TypeError):
+                dropped += 1
+        logger.warning("%d %s line(s) do not decode; dropped", dropped, kind)
+        if not records:
+            return empty, dropped
+        frame = to_frame(records)  # type: ignore[arg-type]
+    return frame.unique(subset=list(_KEYS[kind]), keep="first", maintain_order=True), dropped
 
 
 def _not_in_parquet(logdir: Path, kind: Kind, frame: pl.DataFrame) -> pl.DataFrame:

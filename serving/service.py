@@ -385,7 +385,7 @@ class SearchService:
         """Seal the active journal segment and move every sealed one into Parquet.
 
         The compaction runs in a process of its own (`serving._compactor`), off this
-        interpreter's GIL and at low priority.
+        interpreter's GIL and at the lowest priority.
 
         Raises:
             JournalError: The compaction failed (the journal keeps the events).
@@ -404,7 +404,11 @@ class SearchService:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                 )
-                out, err = await child.communicate()
+                try:
+                    out, err = await child.communicate()
+                except asyncio.CancelledError:
+                    await child.wait()  # it finishes its turn; close() compacts after it
+                    raise
                 if child.returncode:
                     last = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
                     raise JournalError(f"compaction exited with {child.returncode}: {last}")
@@ -866,8 +870,9 @@ class SearchService:
         self.metrics.journal_records.set(stats.records)
         self.metrics.uncompacted.set(self.journal.uncompacted_records)
         running = sum(s.running for s in self.engine.experiments()) if self.engine else 0
+        failure = self.journal.failure
         return Health(
-            status="ok",
+            status="ok" if failure is None else f"event log failed: {failure}",
             experiments_running=running,
             journal_commits=stats.commits,
             journal_records=stats.records,

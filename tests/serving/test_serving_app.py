@@ -609,3 +609,19 @@ def test_ab_figures_count_clicks_per_arm(make_client: ClientFactory) -> None:
             assert arm["ctr"] == arm["clicked_impressions"] / arm["impressions"]
     assert figures["preferences"] == []
     assert figures["srm"]["p_value"] > 0
+
+
+def test_a_failed_event_log_refuses_searches_and_fails_health(make_client: ClientFactory) -> None:
+    client = make_client()
+    assert client.post("/search", json={"corpus_id": IDS[0]}).status_code == 200
+    service = client.app.state.service
+    syncer = service.journal._syncer
+    syncer.kill()  # the fsync process dies (the OOM killer, say)
+    syncer.wait()
+    refused = client.post("/search", json={"corpus_id": IDS[1]})
+    assert refused.status_code == 503
+    assert "fsync process is gone" in refused.json()["detail"]
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"].startswith("event log failed")
+    assert client.post("/search", json={"corpus_id": IDS[2]}).status_code == 503

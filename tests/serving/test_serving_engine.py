@@ -255,11 +255,12 @@ def test_kept_routes_follow_every_change(monkeypatch: pytest.MonkeyPatch) -> Non
     engine.stop("exp")
     assert all(engine.route(u).experiment is None for u in UNITS[:200])
     engine.start("exp")
-    assert [engine.route(u).treatment for u in UNITS[:200]] == [
-        r.treatment for r in served.values()
-    ]
-    fresh = Recorder().engine()  # the same experiment, nothing kept: the same routes
+    again = [engine.route(u) for u in UNITS[:200]]
+    assert all(route.experiment is not None for route in again)
+    assert [r.treatment for r in again] == [r.treatment for r in served.values()]
+    engine.update("exp", weights=(0.1, 0.1, 0.8))  # a new version: the kept routes go
+    assert {engine.route(u).experiment.version for u in UNITS[:200]} == {2}  # type: ignore[union-attr]
+    assert [engine.route(u).treatment for u in UNITS[:200]] != [r.treatment for r in again]
+    fresh = Recorder().engine()  # version 1, nothing kept: the routes version 1 gave
     fresh.create(ab())
-    assert [fresh.route(u).treatment for u in UNITS[:200]] == [
-        engine.route(u).treatment for u in UNITS[:200]
-    ]
+    assert [fresh.route(u).treatment for u in UNITS[:200]] == [r.treatment for r in again]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -162,6 +163,7 @@ def test_a_failed_fsync_fails_the_appends_and_every_later_one(tmp_path: Path) ->
         os.set_blocking(write_end, False)
         os.close(journal._fd)
         journal._fd = write_end
+        journal._unsent = [write_end]  # what the first request hands the syncer
         try:
             with pytest.raises(JournalError, match="cannot be written: Invalid argument"):
                 await asyncio.gather(*(journal.append(records(1)) for _ in range(3)))
@@ -336,3 +338,97 @@ def test_the_compaction_process_reports_and_fails_clearly(tmp_path: Path) -> Non
     failed = subprocess.run([*command, str(unreadable)], capture_output=True, text=True)
     assert failed.returncode != 0
     assert "IsADirectoryError" in failed.stderr.strip().splitlines()[-1]
+
+
+def test_every_segment_is_synced_when_rotations_outpace_the_fsync_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rotations while one fsync runs: the middle segment, which the syncer had not been
+    handed yet, is still synced before its appends are acknowledged."""
+    import signal
+
+    from serving import eventlog
+    from serving.errors import JournalError
+
+    # Segment 2 is a pipe: writes to it succeed and its fdatasync fails (EINVAL), so an
+    # append to it is acknowledged only if the syncer never syncs it.
+    real_open = os.open
+    pipes: list[int] = []
+
+    def fake_open(path: object, flags: int, *args: int) -> int:
+        if str(path).endswith("segment-00000002.jsonl"):
+            real_open(path, flags, *args)  # the file exists, as for a real segment
+            read_end, write_end = os.pipe()
+            pipes.append(read_end)
+            return write_end
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(eventlog.os, "open", fake_open)
+
+    async def body(journal: Journal) -> list[object]:
+        await journal.append([impression(0)])
+        assert journal._syncer is not None
+        journal._syncer.send_signal(signal.SIGSTOP)  # the next fsync stays in flight
+        try:
+            first = journal.append([impression(1)])
+            await asyncio.sleep(0.05)  # written and asked for; no answer while stopped
+            to_second = asyncio.ensure_future(journal.rotate())
+            await asyncio.sleep(0)
+            second = journal.append([impression(2)])  # segment 2
+            to_third = asyncio.ensure_future(journal.rotate())
+            await asyncio.sleep(0)
+            third = journal.append([impression(3)])  # segment 3
+        finally:
+            journal._syncer.send_signal(signal.SIGCONT)
+        return await asyncio.gather(
+            first, second, third, to_second, to_third, return_exceptions=True
+        )
+
+    first, second, third, to_second, to_third = journal_run(tmp_path, body)
+    for read_end in pipes:
+        os.close(read_end)
+    assert first is None
+    assert isinstance(to_second, Path)
+    assert to_second.name == "segment-00000001.jsonl"
+    assert isinstance(second, JournalError)
+    assert "Invalid argument" in str(second)
+    assert isinstance(to_third, JournalError)  # segment 2 never became durable
+    assert isinstance(third, JournalError)  # nor anything after it
+
+
+def test_an_append_during_close_is_refused_and_not_written(tmp_path: Path) -> None:
+    from serving.errors import JournalError
+
+    async def main() -> None:
+        journal = Journal(tmp_path)
+        journal.open()
+        written = journal.append(records(1))
+        closing = asyncio.ensure_future(journal.close())
+        await asyncio.sleep(0)  # close has begun
+        with pytest.raises(JournalError, match="closing"):
+            journal.append(records(2))
+        await closing
+        await written
+
+    asyncio.run(main())
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    assert read_segment(segment).records == tuple(records(1))
+
+
+def test_compaction_keeps_the_first_of_a_key_and_drops_lines_that_do_not_decode(
+    tmp_path: Path,
+) -> None:
+    import zlib
+
+    first, again = impression(1), impression(2)
+    repeat = msgspec.structs.replace(first, query_id="later")  # the same impression id
+    journal_run(tmp_path, lambda journal: journal.append([first, again, repeat]))
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    body = b'impressions {"impression_id": 7}'  # its checksum holds; it is no impression
+    segment.write_bytes(segment.read_bytes() + b"%08x " % zlib.crc32(body) + body + b"\n")
+    report = compact(tmp_path)
+    assert report.written == {"assignments": 0, "impressions": 2, "clicks": 0}
+    assert report.corrupt == 1
+    frame = scan(tmp_path, Kind.IMPRESSIONS).collect()
+    assert frame["impression_id"].to_list() == ["imp-1", "imp-2"]
+    assert frame["query_id"].to_list() == ["q-1", "q-2"]  # the first of imp-1, not the repeat
