@@ -1,7 +1,8 @@
 """The HTTP layer: `create_app(config)` builds the Litestar app around a `SearchService`.
 
 Handlers are thin: they read the request, call the service (injected as the `service`
-dependency) and shape the answer. Every error the service raises on purpose becomes a JSON
+dependency; the search handler, the hot path, reads it from the app state) and shape the
+answer. Every error the service raises on purpose becomes a JSON
 4xx (or 503) here, with the message as ``detail``; nothing a client sends causes a 500.
 
 Endpoints: ``POST /search``, ``POST /clicks``, ``GET /images/{id}``, ``GET /samples``,
@@ -101,6 +102,7 @@ _UNIT_ID: Final = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ONE_YEAR: Final = 365 * 24 * 3600
 _COOKIE_SAFE: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~:]+$")
 _MULTIPART_SLACK: Final = 64 * 1024
+_JSON_MAX_BYTES: Final = 64 * 1024  # a JSON search is a few ids: anything larger is refused
 _STATIC: Final = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -226,7 +228,7 @@ async def _read_search(request: Request[Any, Any, Any], max_bytes: int) -> _Sear
             )
         return out
     if media in ("application/json", ""):
-        body = await _small_body(request, _MULTIPART_SLACK)
+        body = await _small_body(request, _JSON_MAX_BYTES)
         try:
             parsed = msgspec.json.decode(body or b"{}", type=SearchIn)
         except msgspec.ValidationError as error:
