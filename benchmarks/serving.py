@@ -2,14 +2,17 @@
 
 Measured in one run, each server alone on the machine (one uvicorn worker each):
 
-* search by corpus id (no embedding: two usearch lookups, the team draft, an fsynced log
-  write) on the embedded defaults (emoji corpus, effnet-lite0 vs effnet-lite2), twice:
-  cold, every request the first query of its corpus id since the server started (so every
-  ranker's list is computed: the server's ranking cache cannot help; each concurrency gets
-  its own slice of the corpus, and a run ends early when its slice is used up), then warm,
-  cycling over every id after one unmeasured pass has filled the ranking cache (each page
-  is still drafted for its unit, logged and fsynced). The server's own ranking-cache
-  counters, read before and after each run, give its hit rate;
+* search by corpus id (no embedding: each ranker's list, the team draft, an fsynced log
+  write) on the embedded defaults (emoji corpus, effnet-lite0 vs effnet-lite2), three ways:
+  cold, every request the first query of its corpus id since the server started (the
+  server's ranking cache cannot help; each concurrency gets its own slice of the corpus, and
+  a run ends early when its slice is used up): each list is read from the neighbour table
+  built with its index; then warm, cycling over every id after one unmeasured pass has
+  filled the ranking cache (each page is still drafted for its unit, logged and fsynced);
+  and last, cold again on a fresh server over copies of the same two indexes without their
+  tables, where each list is a graph search (two usearch walks and their rescoring), as
+  for an index built with ``--neighbours 0``. The server's own ranking-cache counters, read
+  before and after each run, give its hit rate;
 * the same over two in-memory static rankers (what serving costs without the rankers' work);
 * a bare Litestar endpoint under the same uvicorn settings returning the same JSON (the
   ceiling of the HTTP stack), measured right before each warm search point;
@@ -323,6 +326,7 @@ def _measure(
     results: dict[str, dict[int, dict[str, float]]] = {
         "cold": {},
         "warm": {},
+        "graph": {},
         "static": {},
         "bare": {},
         "upload": {},
@@ -339,12 +343,7 @@ def _measure(
         load(port, by_id[:_SERVER_WARMUP], 8, seconds, warmup=0.0, limit=_SERVER_WARMUP)
         # One real answer, for the bare server to return.
         (work / "payload.json").write_bytes(asyncio.run(_one(port, by_id[0])))
-        start = _SERVER_WARMUP
-        for c, share in zip(CONCURRENCY, _COLD_SHARES, strict=True):
-            size = int((len(by_id) - _SERVER_WARMUP) * share)
-            cold = by_id[start : start + size]
-            start += size
-            results["cold"][c] = _search_run(port, cold, c, seconds, warmup=0.0, limit=size)
+        results["cold"] = _cold_runs(port, by_id, seconds)
         # Fill the ranking cache with every id (unmeasured), then cycle over them all.
         load(port, by_id, 64, 60.0, warmup=0.0, limit=len(by_id))
         # The bare endpoint is measured right before each warm point (the other server idle),
@@ -367,6 +366,14 @@ def _measure(
     with process(server, port, work / "static.log"):
         for c in CONCURRENCY:
             results["static"][c] = load(port, by_id, c, seconds)
+    # Cold searches over the same indexes without their neighbour tables: graph searches.
+    graph = work / "graph.toml"
+    graph.write_text(_graph_config(work, corpus.name))
+    port = free_port()
+    server = [sys.executable, "-m", "serving", "--config", str(graph), "--port", str(port)]
+    with process(server, port, work / "graph.log"):
+        load(port, by_id[:_SERVER_WARMUP], 8, seconds, warmup=0.0, limit=_SERVER_WARMUP)
+        results["graph"] = _cold_runs(port, by_id, seconds)
     frames = np.stack([np.asarray(corpus.image(doc)) for doc in ids[:512]])
     rates = model_rate(frames, seconds)
     per_query = 1 / sum(1 / rate for rate, _, _ in rates.values())
@@ -380,6 +387,7 @@ def _measure(
         ("bare Litestar", "bare"),
         ("search by id, cold", "cold"),
         ("search by id, warm", "warm"),
+        ("  (cold, no table)", "graph"),
         ("  (static rankers)", "static"),
         ("search by upload", "upload"),
     ):
@@ -408,17 +416,63 @@ def _measure(
         (results["upload"][c]["rps"] for c in CONCURRENCY if not results["upload"][c]["degraded"]),
         default=0.0,
     )
-    for key in ("cold", "warm"):
+    for key, label in (
+        ("cold", "cold"),
+        ("warm", "warm"),
+        ("graph", "cold over indexes without tables"),
+    ):
         best = max(results[key][c]["rps"] / results["bare"][c]["rps"] for c in CONCURRENCY)
         print(
-            f"search by id, {key}: {best:.0%} of the bare endpoint's throughput (target >= 50%), "
-            f"p99 at concurrency 8: {results[key][8]['p99']:.1f} ms (target <= 20 ms)"
+            f"search by id, {label}: {best:.0%} of the bare endpoint's throughput "
+            f"(target >= 50%), p99 at concurrency 8: {results[key][8]['p99']:.1f} ms "
+            "(target <= 20 ms)"
         )
     if next(fresh) > len(uploads):
         print("warning: the upload pool ran out; some uploads were repeats")
     print(
         f"search by upload: {best_upload:.1f} req/s with no ranker timeout = "
         f"{best_upload / per_query:.0%} of the raw model throughput (target >= 80%)"
+    )
+
+
+def _cold_runs(port: int, by_id: Sequence[bytes], seconds: float) -> dict[int, dict[str, float]]:
+    """A run per concurrency, each on its own slice of the ids the warm-up did not use: every
+    request is the first search of its corpus id since the server started."""
+    runs = {}
+    start = _SERVER_WARMUP
+    for c, share in zip(CONCURRENCY, _COLD_SHARES, strict=True):
+        size = int((len(by_id) - _SERVER_WARMUP) * share)
+        cold = by_id[start : start + size]
+        start += size
+        runs[c] = _search_run(port, cold, c, seconds, warmup=0.0, limit=size)
+    return runs
+
+
+def _graph_config(work: Path, corpus: str) -> str:
+    """The embedded defaults' experiment over copies of its two indexes without their
+    neighbour tables (the same graphs, vectors and projections)."""
+    from rankers import indexing
+    from rankers.index import INDEX_FILE, MANIFEST_FILE, PROJECTION_FILE, VECTORS_FILE
+
+    rankers = []
+    for name, model in (("lite0", "effnet-lite0"), ("lite2", "effnet-lite2")):
+        source, target = indexing.index_dir(model, corpus), work / f"{model}-no-table"
+        target.mkdir()
+        for file in (INDEX_FILE, VECTORS_FILE, PROJECTION_FILE):
+            if (source / file).exists():
+                shutil.copyfile(source / file, target / file)
+        manifest = json.loads((source / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest["settings"]["neighbours"] = 0
+        manifest["neighbours_bytes"], manifest["neighbours_sha256"] = 0, ""
+        (target / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+        rankers.append(
+            f"[rankers.{name}]\nmodel = {json.dumps(model)}\nthreads = 2\n"
+            f"index = {json.dumps(str(target))}\n"
+        )
+    return (
+        f"[server]\nlog_dir = {json.dumps(str(work / 'graph-logs'))}\n\n"
+        f"[corpus]\nname = {json.dumps(corpus)}\n\n" + "\n".join(rankers) + "\n"
+        '[[experiments]]\nid = "lite0-vs-lite2"\nrankers = ["lite0", "lite2"]\npage_size = 12\n'
     )
 
 

@@ -9,7 +9,7 @@ Importing this package loads neither onnxruntime nor usearch; they load when fir
 
 from __future__ import annotations
 
-from rankers.base import Query, Ranker, Ranking
+from rankers.base import Precomputed, Query, Ranker, Ranking
 from rankers.corpus import Corpus
 from rankers.embedder import Embedder, OnnxEmbedder, PixelEmbedder
 from rankers.embedding_ranker import EmbeddingRanker
@@ -28,6 +28,7 @@ __all__ = [
     "NoisyRanker",
     "OnnxEmbedder",
     "PixelEmbedder",
+    "Precomputed",
     "Query",
     "Ranker",
     "RankerError",

@@ -34,6 +34,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _run_check(args: argparse.Namespace) -> int:
     from rankers import checks
 
@@ -72,6 +82,13 @@ def build_parser(*, with_check_options: bool = False) -> argparse.ArgumentParser
     index.add_argument("--corpus", required=True, help="a corpus name (see `list`)")
     index.add_argument("--batch-size", type=_positive, default=32, help="images per batch (32)")
     index.add_argument("--threads", type=_positive, default=None, help="onnxruntime threads (all)")
+    index.add_argument(
+        "--neighbours",
+        type=_non_negative,
+        default=100,
+        help="precompute each image's nearest neighbours to this depth, so a search by corpus "
+        "id is a lookup (100; 0: none)",
+    )
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(handler=commands.index)
 

@@ -9,7 +9,16 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Query", "Ranker", "Ranking", "check_k", "fingerprint", "query_key", "query_rng"]
+__all__ = [
+    "Precomputed",
+    "Query",
+    "Ranker",
+    "Ranking",
+    "check_k",
+    "fingerprint",
+    "query_key",
+    "query_rng",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,20 @@ class Ranker(Protocol):
 
     def rank(self, query: Query, k: int) -> Ranking:
         """The top `k` corpus ids for `query`, best first. A corpus-id query excludes itself."""
+        ...
+
+
+@runtime_checkable
+class Precomputed(Protocol):
+    """A ranker that holds corpus-id rankings ready, found when its index was built."""
+
+    def precomputed(self, corpus_id: str, k: int) -> Ranking | None:
+        """What ``rank(Query(corpus_id=corpus_id), k)`` gives, read without a search (cheap
+        enough to call on an event loop); None when it is not held `k` deep.
+
+        Raises:
+            UnknownItemError: `corpus_id` is not in the corpus.
+        """
         ...
 
 

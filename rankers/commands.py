@@ -72,6 +72,7 @@ def list_all(args: argparse.Namespace) -> int:
 def index(args: argparse.Namespace) -> int:
     """``rankers index``: embed a corpus with a model (resuming) and write its index."""
     from rankers import indexing
+    from rankers.index import IndexSettings
 
     report = indexing.index_model(
         args.model,
@@ -79,6 +80,7 @@ def index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         progress=not args.no_progress and sys.stderr.isatty(),
+        settings=IndexSettings(neighbours=args.neighbours),
     )
     print(
         f"indexed {args.corpus} with {args.model} into {report.directory}: "

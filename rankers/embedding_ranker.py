@@ -20,8 +20,9 @@ __all__ = ["EmbeddingRanker"]
 class EmbeddingRanker:
     """Ranks the corpus by cosine similarity to the query, using an embedder and its index.
 
-    A corpus-id query reuses the vector stored in the index (no model run) and leaves itself out of
-    the results; an image query is embedded. Scores are cosine similarities.
+    A corpus-id query leaves itself out of the results. Up to the depth of the index's neighbour
+    table it is a row lookup (`precomputed`); deeper, the index is searched with the vector it
+    stores (no model run). An image query is embedded. Scores are cosine similarities.
     """
 
     __slots__ = ("_corpus", "_embedder", "_index", "_name")
@@ -101,6 +102,19 @@ class EmbeddingRanker:
         vector: npt.NDArray[np.float32] = self._embedder.embed(image[None])[0]
         return vector
 
+    def precomputed(self, corpus_id: str, k: int) -> Ranking | None:
+        """A corpus id's top `k` from the index's neighbour table; None when it is not `k` deep.
+
+        Raises:
+            UnknownItemError: `corpus_id` is not in the corpus.
+            ValueError: `k` is not positive.
+        """
+        found = self._index.neighbours(self._corpus.index_of(corpus_id), check_k(k))
+        if found is None:
+            return None
+        ids = self._corpus.ids
+        return Ranking(tuple(ids[key] for key in found[0].tolist()), tuple(found[1].tolist()))
+
     def rank(self, query: Query, k: int) -> Ranking:
         """The `k` most similar corpus images (fewer only if the corpus is smaller).
 
@@ -123,26 +137,32 @@ class EmbeddingRanker:
         k = check_k(k)
         if not queries:
             return ()
-        own = [
-            -1 if query.corpus_id is None else self._corpus.index_of(query.corpus_id)
+        rankings: list[Ranking | None] = [
+            None if query.corpus_id is None else self.precomputed(query.corpus_id, k)
             for query in queries
         ]
-        vectors = np.empty((len(queries), self._index.dim), dtype=np.float32)
-        images = [row for row, query in enumerate(queries) if query.corpus_id is None]
-        for row, key in enumerate(own):
+        todo = [row for row, ranking in enumerate(rankings) if ranking is None]
+        if not todo:
+            return tuple(ranking for ranking in rankings if ranking is not None)
+        own = [
+            -1 if query.corpus_id is None else self._corpus.index_of(query.corpus_id)
+            for query in (queries[row] for row in todo)
+        ]
+        vectors = np.empty((len(todo), self._index.dim), dtype=np.float32)
+        images = [i for i, key in enumerate(own) if key < 0]
+        for i, key in enumerate(own):
             if key >= 0:
-                vectors[row] = self._index.vector(key)
+                vectors[i] = self._index.vector(key)
         if images:
-            frames = [check_rgb(queries[row].image, "query.image") for row in images]
+            frames = [check_rgb(queries[todo[i]].image, "query.image") for i in images]
             vectors[images] = self._embedder.embed(frames)
         fetch = min(k + 1, len(self._corpus))
         keys, scores = self._index.search(vectors, fetch, threads=threads)
-        rankings = []
-        for row, key in enumerate(own):
-            keep = (keys[row] >= 0) & (keys[row] != key)
-            ids = tuple(self._corpus.ids[int(found)] for found in keys[row][keep][:k])
-            rankings.append(Ranking(ids, tuple(float(s) for s in scores[row][keep][:k])))
-        return tuple(rankings)
+        for i, key in enumerate(own):
+            keep = (keys[i] >= 0) & (keys[i] != key)
+            ids = tuple(self._corpus.ids[int(found)] for found in keys[i][keep][:k])
+            rankings[todo[i]] = Ranking(ids, tuple(float(s) for s in scores[i][keep][:k]))
+        return tuple(ranking for ranking in rankings if ranking is not None)
 
     def __repr__(self) -> str:
         return f"EmbeddingRanker(name={self._name!r}, corpus={self._corpus.name!r})"

@@ -8,6 +8,11 @@ An index folder holds:
 - ``projection.npy``: that projection, float32 (dim, reduce) (absent when ``reduce=0``);
 - ``vectors.npy``: the embeddings as float16 (N, dim), memory-mapped on open: the exact rescoring
   step and the ranker's corpus-id queries read rows from it;
+- ``neighbours.npy``: each corpus row's nearest other rows and their cosine similarities, best
+  first, to `IndexSettings.neighbours` (100) deep: (N, depth) records of int32 ``key`` and float32
+  ``score``, found by this index's own search when it was built, memory-mapped on open. A
+  corpus-id query ("more like this") up to that depth is a row lookup, not a search (absent when
+  ``neighbours=0``);
 - ``index.json``: the `IndexManifest` (model name, version and sha256; corpus name and digest;
   dimension, metric, precision and graph settings; file sizes and sha256; build time and figures).
   Written last, so its presence marks a complete index.
@@ -52,7 +57,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEX_FILE",
     "MANIFEST_FILE",
+    "NEIGHBOURS_FILE",
     "PROJECTION_FILE",
     "VECTORS_FILE",
     "IndexManifest",
@@ -89,8 +95,11 @@ Precision = Literal["f32", "f16", "i8"]
 INDEX_FILE: Final = "index.usearch"
 VECTORS_FILE: Final = "vectors.npy"
 PROJECTION_FILE: Final = "projection.npy"
+NEIGHBOURS_FILE: Final = "neighbours.npy"
 MANIFEST_FILE: Final = "index.json"
-_FORMAT: Final = 3
+_FORMAT: Final = 4
+_NEIGHBOUR: Final = np.dtype([("key", "<i4"), ("score", "<f4")])
+"""A record of the neighbour table: a corpus row and its cosine similarity to the table's row."""
 _PCA_SAMPLE: Final = 20_000
 
 
@@ -114,6 +123,10 @@ class IndexSettings:
             (each sampled row a query, itself left out): a larger corpus packs more
             neighbours into the error of the projection and needs more candidates.
         tune_recall: The recall@10 the tuning of `rescore` aims for.
+        neighbours: Each corpus row's nearest other rows are found when the index is built, to
+            this depth, and kept (``neighbours.npy``): a corpus-id query up to this depth is then
+            a row lookup instead of a search. 0: no table. It costs a search per corpus row at
+            build time and 8 bytes per row and neighbour on disk.
     """
 
     dtype: Precision = "f16"
@@ -123,6 +136,7 @@ class IndexSettings:
     expansion_search: int = 48
     rescore: int | None = None
     tune_recall: float = 0.985
+    neighbours: int = 100
 
     def __post_init__(self) -> None:
         if self.dtype not in get_args(Precision):
@@ -131,7 +145,7 @@ class IndexSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in ("reduce", "rescore"):
+        for name in ("reduce", "rescore", "neighbours"):
             value = getattr(self, name)
             if name == "rescore" and value is None:
                 continue
@@ -168,6 +182,8 @@ class IndexManifest:
     projection_sha256: str
     rescore: int
     """The candidates multiplier searches use: `IndexSettings.rescore`, or its tuned value."""
+    neighbours_bytes: int = 0
+    neighbours_sha256: str = ""
     figures: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_json(self) -> str:
@@ -186,9 +202,13 @@ class IndexManifest:
         """
         try:
             record = json.loads(text)
-            if record.pop("format") != _FORMAT:
+            version = record.pop("format")
+            if version not in (3, _FORMAT):
                 raise ManifestError("index manifest of an unknown format: rebuild the index")
-            settings = IndexSettings(**record.pop("settings"))
+            given = record.pop("settings")
+            if version == 3:  # the format before neighbour tables: still served, searched live
+                given["neighbours"] = 0
+            settings = IndexSettings(**given)
             figures = MappingProxyType({k: float(v) for k, v in record.pop("figures").items()})
             return cls(settings=settings, figures=figures, **record)
         except ManifestError:
@@ -204,7 +224,7 @@ class VectorIndex:
     thread-safe; scores are cosine similarities.
     """
 
-    __slots__ = ("_graph", "_manifest", "_projection", "_vectors")
+    __slots__ = ("_graph", "_manifest", "_neighbours", "_projection", "_vectors")
 
     def __init__(
         self,
@@ -212,12 +232,14 @@ class VectorIndex:
         vectors: npt.NDArray[np.float16],
         manifest: IndexManifest,
         projection: npt.NDArray[np.float32] | None = None,
+        neighbours: npt.NDArray[np.void] | None = None,
     ) -> None:
         """Wrap a usearch index; prefer `build` and `open`."""
         self._graph = graph
         self._vectors = vectors
         self._manifest = manifest
         self._projection = projection
+        self._neighbours = neighbours
 
     @classmethod
     def build(
@@ -229,8 +251,9 @@ class VectorIndex:
         settings: IndexSettings | None = None,
         threads: int = 0,
         figures: Mapping[str, float] | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> VectorIndex:
-        """Build the graph over `vectors` (row i embeds corpus row i).
+        """Build the graph over `vectors` (row i embeds corpus row i), and the neighbour table.
 
         Args:
             vectors: (N, dim) float32 unit rows, N = len(corpus), dim = model.dim.
@@ -239,6 +262,8 @@ class VectorIndex:
             settings: Precision and graph settings; defaults to `IndexSettings()`.
             threads: usearch threads for adding (0: all).
             figures: Measurements to record (embedding time, throughput, ...).
+            on_rows: Called with a count of rows each time that many more rows' neighbours are
+                found (a search per row: the long part of building a large index).
 
         Raises:
             ValueError: `vectors` has the wrong shape or non-finite values.
@@ -298,7 +323,46 @@ class VectorIndex:
             rescore=rescore,
             figures=MappingProxyType(measured),
         )
-        return cls(graph, halves, manifest, projection)
+        index = cls(graph, halves, manifest, projection)
+        if not settings.neighbours:
+            return index
+        started = time.perf_counter()
+        table = index._neighbour_table(vectors, settings.neighbours, threads, on_rows)
+        measured["neighbours_seconds"] = round(time.perf_counter() - started, 3)
+        manifest = _replace(manifest, figures=MappingProxyType(measured))
+        return cls(graph, halves, manifest, projection, table)
+
+    def _neighbour_table(
+        self,
+        vectors: npt.NDArray[np.float32],
+        depth: int,
+        threads: int,
+        on_rows: Callable[[int], None] | None,
+    ) -> npt.NDArray[np.void]:
+        """Each row's `depth` nearest other rows by this index's own search (padded with key -1
+        and score -inf when the corpus is smaller)."""
+        count = len(self)
+        table = np.empty((count, depth), dtype=_NEIGHBOUR)
+        for start in range(0, count, _TABLE_CHUNK):
+            rows = np.arange(start, min(count, start + _TABLE_CHUNK))
+            queries = np.ascontiguousarray(vectors[start : rows[-1] + 1], dtype=np.float32)
+            keys, scores = self.search(queries, min(depth + 1, count), threads=threads)
+            # Leave each row itself out (usually first; anywhere among equal vectors), keeping
+            # the order of the others: a stable sort puts the kept columns first.
+            own = keys == rows[:, None]
+            keep = np.argsort(own, axis=1, kind="stable")[:, :depth]
+            found = keep.shape[1]
+            # A corpus of at most `depth` rows has no column to spare: the row is then last.
+            kept = np.take_along_axis(own, keep, axis=1)
+            table["key"][rows, :found] = np.where(kept, -1, np.take_along_axis(keys, keep, axis=1))
+            table["score"][rows, :found] = np.where(
+                kept, -np.inf, np.take_along_axis(scores, keep, axis=1)
+            )
+            table["key"][rows, found:] = -1
+            table["score"][rows, found:] = -np.inf
+            if on_rows is not None:
+                on_rows(len(rows))
+        return table
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the index folder; the manifest goes last, atomically.
@@ -326,6 +390,15 @@ class VectorIndex:
             with staged_projection.open("wb") as stream:
                 np.save(stream, self._projection)
             os.replace(staged_projection, projection_path)
+        neighbours_path = directory / NEIGHBOURS_FILE
+        if self._neighbours is None:
+            neighbours_path.unlink(missing_ok=True)
+        else:
+            staged_neighbours = directory / f".{NEIGHBOURS_FILE}.partial"
+            with staged_neighbours.open("wb") as stream:
+                np.save(stream, np.ascontiguousarray(self._neighbours))
+            os.replace(staged_neighbours, neighbours_path)
+        table = self._neighbours is not None
         manifest = _replace(
             self._manifest,
             index_bytes=index_path.stat().st_size,
@@ -333,6 +406,8 @@ class VectorIndex:
             vectors_bytes=vectors_path.stat().st_size,
             projection_bytes=projection_path.stat().st_size if self._projection is not None else 0,
             projection_sha256=file_sha256(projection_path) if self._projection is not None else "",
+            neighbours_bytes=neighbours_path.stat().st_size if table else 0,
+            neighbours_sha256=file_sha256(neighbours_path) if table else "",
         )
         _write_atomic(directory / MANIFEST_FILE, manifest.to_json())
         self._manifest = manifest
@@ -356,8 +431,9 @@ class VectorIndex:
                 and sha256).
             corpus: When given, the index must cover exactly this corpus (digest).
             view: Memory-map the graph read-only instead of loading it into memory.
-            verify_checksum: Hash the graph file against the manifest (reads it once; turn off for
-                very large indexes whose files you trust). The projection is always checked.
+            verify_checksum: Hash the graph file and the neighbour table against the manifest
+                (reads them once; turn off for very large indexes whose files you trust). The
+                projection is always checked.
 
         Raises:
             ManifestError: The folder is incomplete, its files differ from the manifest, or it was
@@ -377,10 +453,12 @@ class VectorIndex:
             _check_corpus(manifest, corpus, directory)
         index_path, vectors_path = directory / INDEX_FILE, directory / VECTORS_FILE
         projection_path = directory / PROJECTION_FILE
+        neighbours_path = directory / NEIGHBOURS_FILE
         for path, expected in (
             (index_path, manifest.index_bytes),
             (vectors_path, manifest.vectors_bytes),
             (projection_path, manifest.projection_bytes or -1),
+            (neighbours_path, manifest.neighbours_bytes or -1),
         ):
             actual = path.stat().st_size if path.is_file() else -1
             if actual != expected:
@@ -389,6 +467,14 @@ class VectorIndex:
                 )
         if verify_checksum and file_sha256(index_path) != manifest.index_sha256:
             raise ManifestError(f"{index_path} does not match its manifest's sha256: rebuild it")
+        if (
+            verify_checksum
+            and manifest.neighbours_bytes
+            and file_sha256(neighbours_path) != manifest.neighbours_sha256
+        ):
+            raise ManifestError(
+                f"{neighbours_path} does not match its manifest's sha256: rebuild the index"
+            )
         projection = None
         if manifest.projection_bytes:
             # Small, and every query goes through it: always checked.
@@ -413,13 +499,24 @@ class VectorIndex:
             raise ManifestError(
                 f"{vectors_path} does not hold ({manifest.count}, {manifest.dim}) f16"
             )
-        return cls(graph, vectors, manifest, projection)
+        neighbours = None
+        if manifest.neighbours_bytes:
+            neighbours = _load_array(neighbours_path, mapped=True)
+            depth = manifest.settings.neighbours
+            if neighbours.shape != (manifest.count, depth) or neighbours.dtype != _NEIGHBOUR:
+                raise ManifestError(
+                    f"{neighbours_path} does not hold the ({manifest.count}, {depth}) neighbour "
+                    "table its manifest describes: rebuild the index"
+                )
+        elif manifest.settings.neighbours:
+            raise ManifestError(f"{neighbours_path} is missing: rebuild the index")
+        return cls(graph, vectors, manifest, projection, neighbours)
 
     def with_figures(self, figures: Mapping[str, float]) -> VectorIndex:
         """The same index with `figures` added to its manifest's (not saved until `save`)."""
         merged = MappingProxyType({**self._manifest.figures, **figures})
         manifest = _replace(self._manifest, figures=merged)
-        return VectorIndex(self._graph, self._vectors, manifest, self._projection)
+        return VectorIndex(self._graph, self._vectors, manifest, self._projection, self._neighbours)
 
     @property
     def manifest(self) -> IndexManifest:
@@ -448,6 +545,28 @@ class VectorIndex:
         if not 0 <= key < len(self):
             raise IndexError(f"key {key} is outside 0..{len(self) - 1}")
         return np.asarray(self._vectors[key], dtype=np.float32)
+
+    def neighbours(
+        self, key: int, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None:
+        """Corpus row `key`'s `k` nearest other rows, read from the table built with the index.
+
+        Returns:
+            ``(keys, similarities)``, best first (fewer than `k` only when the corpus has fewer
+            other rows); None when the index has no table `k` deep: search with `vector(key)`.
+
+        Raises:
+            IndexError: `key` is not a row of the index.
+        """
+        table = self._neighbours
+        if table is None or k > table.shape[1]:
+            return None
+        if not 0 <= key < len(self):
+            raise IndexError(f"key {key} is outside 0..{len(self) - 1}")
+        row = table[key, :k]
+        keys = row["key"].astype(np.int64)
+        found = int(np.count_nonzero(keys >= 0))
+        return keys[:found], row["score"][:found].astype(np.float32)
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int, *, threads: int = 1
@@ -517,6 +636,7 @@ class VectorIndex:
 RESCORE_STEPS: Final = (2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
 """The candidate multipliers the tuning of `IndexSettings.rescore` tries, smallest first."""
 _TUNE_QUERIES: Final = 300
+_TABLE_CHUNK: Final = 1024
 _TUNE_K: Final = 10
 
 

@@ -146,7 +146,7 @@ def _build(
     if done:
         logger.info("resuming: %d of %d batches already embedded", len(done), len(starts))
     started = time.perf_counter()
-    with _progress_bar(progress, embedder.name, len(corpus)) as advance:
+    with _progress_bar(progress, f"embedding with {embedder.name}", len(corpus)) as advance:
         advance(sum(min(batch_size, len(corpus) - start) for start in done))
         finished = len(done)
         for start, vectors in _embed_batches(embedder, corpus, todo, batch_size):
@@ -159,19 +159,23 @@ def _build(
     embedded_images = sum(min(batch_size, len(corpus) - start) for start in todo)
     throughput = embedded_images / seconds if todo and seconds > 0 else 0.0
     vectors = np.concatenate([np.load(_chunk_path(chunks, start)) for start in starts])
-    index = VectorIndex.build(
-        vectors,
-        model=embedder,
-        corpus=corpus,
-        settings=settings,
-        figures={
-            "batch_size": float(batch_size),
-            "batches": float(len(starts)),
-            "resumed_batches": float(len(done)),
-            "embed_seconds": round(seconds, 3),
-            "images_per_second": round(throughput, 2),
-        },
-    )
+    table = (settings or IndexSettings()).neighbours > 0
+    described = "finding each image's neighbours"
+    with _progress_bar(progress and table, described, len(corpus), "rows") as advance:
+        index = VectorIndex.build(
+            vectors,
+            model=embedder,
+            corpus=corpus,
+            settings=settings,
+            figures={
+                "batch_size": float(batch_size),
+                "batches": float(len(starts)),
+                "resumed_batches": float(len(done)),
+                "embed_seconds": round(seconds, 3),
+                "images_per_second": round(throughput, 2),
+            },
+            on_rows=advance,
+        )
     recall = _sample_recall(index, vectors)
     index = index.with_figures({"recall_at_10_sample": round(recall, 4)})
     index.save(directory)
@@ -194,6 +198,7 @@ def index_model(
     threads: int | None = None,
     progress: bool = False,
     directory: str | os.PathLike[str] | None = None,
+    settings: IndexSettings | None = None,
 ) -> BuildReport:
     """Load a registered model and corpus by name and `build` their index (``rankers index``).
 
@@ -204,7 +209,9 @@ def index_model(
     embedder = models.load_embedder(model, threads=threads)
     loaded = corpora.load(corpus)
     target = index_dir(model, corpus) if directory is None else Path(directory)
-    return build(embedder, loaded, target, batch_size=batch_size, progress=progress)
+    return build(
+        embedder, loaded, target, batch_size=batch_size, settings=settings, progress=progress
+    )
 
 
 def ensure_index(
@@ -373,7 +380,9 @@ def _sample_recall(index: VectorIndex, vectors: npt.NDArray[np.float32]) -> floa
 
 
 @contextmanager
-def _progress_bar(enabled: bool, label: str, total: int) -> Iterator[Callable[[int], None]]:
+def _progress_bar(
+    enabled: bool, description: str, total: int, unit: str = "images"
+) -> Iterator[Callable[[int], None]]:
     if not enabled:
         yield lambda _count: None
         return
@@ -393,7 +402,7 @@ def _progress_bar(enabled: bool, label: str, total: int) -> Iterator[Callable[[i
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
             return Text(
-                "" if speed is None else f"{speed:,.0f} images/s", style="progress.data.speed"
+                "" if speed is None else f"{speed:,.0f} {unit}/s", style="progress.data.speed"
             )
 
     columns = (
@@ -405,7 +414,7 @@ def _progress_bar(enabled: bool, label: str, total: int) -> Iterator[Callable[[i
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(f"embedding with {label}", total=total)
+        task = bar.add_task(description, total=total)
         yield lambda count: bar.advance(task, count)
 
 

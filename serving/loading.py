@@ -100,6 +100,13 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
                 "ranker %s: index built in %.0f s", config.name, time.perf_counter() - started
             )
             index = VectorIndex.open(directory, model=embedder, corpus=corpus)
+        if not index.manifest.settings.neighbours:
+            logger.info(
+                "ranker %s: the index in %s has no neighbour table, so each first search by "
+                "corpus id walks the graph (`python -m rankers index` builds one)",
+                config.name,
+                directory,
+            )
         return EmbeddingRanker(embedder, index, corpus, name=config.name)
     except RankerError as error:
         raise ConfigError(f"rankers.{config.name}: {error}") from error

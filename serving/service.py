@@ -56,7 +56,7 @@ from analysis.schema import (
     read_experiments,
     scan,
 )
-from rankers.base import Query, Ranker
+from rankers.base import Precomputed, Query, Ranker, Ranking
 from rankers.corpus import Corpus
 from rankers.images import decode
 from serving.api import (
@@ -223,6 +223,12 @@ class SearchService:
         self._compacting = asyncio.Lock()
         self._methods: dict[tuple[str, int], interleave.Method] = {}
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
+        # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.
+        self._lookups: dict[str, Callable[[str, int], Ranking | None]] = {
+            name: ranker.precomputed
+            for name, ranker in self.rankers.items()
+            if isinstance(ranker, Precomputed)
+        }
         self._ids = _Ids()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -608,21 +614,38 @@ class SearchService:
         self, name: str, key: str, page: int, page_size: int, *, deep: bool
     ) -> tuple[str, ...] | None:
         """What `_list` would give for a corpus-image query if every list it needs is in the
-        ranking cache (counted as hits then), else None (nothing counted)."""
-        cache = self.rankings
+        ranking cache or the ranker's precomputed table, else None: no task, no thread."""
         if deep or page == 1:
-            held = (name, key, page_size * self.config.limits.max_page if deep else page_size)
-            return cache.get(held) if held in cache else None
-        depths = range(page_size, (page + 1) * page_size, page_size)
-        for depth in depths:
-            if (name, key, depth) not in cache:
-                return None
+            return self._held(
+                name, key, page_size * self.config.limits.max_page if deep else page_size
+            )
         merged: dict[str, None] = {}
-        for depth in depths:
-            ids = cache.get((name, key, depth))
-            assert ids is not None
+        for depth in range(page_size, (page + 1) * page_size, page_size):
+            ids = self._held(name, key, depth)
+            if ids is None:
+                return None
             merged.update(dict.fromkeys(ids))
         return tuple(merged)
+
+    def _held(self, name: str, key: str, depth: int) -> tuple[str, ...] | None:
+        """A corpus image's list from the ranking cache (a hit), or else read from the ranker's
+        neighbour table and cached; None if neither holds it (a failing table is left to
+        `_ranked`, which counts the failure)."""
+        held = (name, key, depth)
+        if held in self.rankings:
+            return self.rankings.get(held)
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            return None
+        try:
+            ranking = lookup(key, depth)
+        except Exception:
+            return None
+        if ranking is None:
+            return None
+        ids = tuple(dict.fromkeys(ranking.ids))
+        self.rankings.put(held, ids)
+        return ids
 
     def _page(
         self,
@@ -690,10 +713,15 @@ class SearchService:
                 "the image again"
             )
         uploads = query.image is not None
+        lookup = self._lookups.get(name) if by_id else None
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.config.limits.ranker_timeout):
-                ids = await self._batchers[(name, uploads)].submit((query, depth))
+            ranking = None if lookup is None else lookup(query_id, depth)
+            if ranking is not None:
+                ids = tuple(dict.fromkeys(ranking.ids))
+            else:
+                async with asyncio.timeout(self.config.limits.ranker_timeout):
+                    ids = await self._batchers[(name, uploads)].submit((query, depth))
         except TimeoutError:
             self.metrics.ranker_failures.labels(name, "timeout").inc()
             logger.warning("ranker %s timed out on %s", name, query_id)

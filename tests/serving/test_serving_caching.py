@@ -130,3 +130,64 @@ def test_a_failed_ranking_is_not_cached(make_client: ClientFactory) -> None:
     third = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u1"})
     assert third.json()["results"] == second.json()["results"]
     assert flaky.calls == 2  # then served from the cache
+
+
+class TableRanker(CountingRanker):
+    """A ranker holding corpus-id rankings `depth` deep (`rankers.Precomputed`)."""
+
+    def __init__(self, inner: Any, depth: int, *, broken: bool = False) -> None:
+        super().__init__(inner)
+        self.depth, self.broken, self.lookups = depth, broken, 0
+
+    def precomputed(self, corpus_id: str, k: int) -> Ranking | None:
+        self.lookups += 1
+        if self.broken:
+            raise RuntimeError("table unreadable")
+        if k > self.depth:
+            return None
+        result: Ranking = self.inner.rank(Query(corpus_id=corpus_id), k)
+        return result
+
+
+def test_a_precomputed_ranking_is_read_without_ranking(
+    make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
+) -> None:
+    """Pages within the table's depth are read from it (and cached), deeper ones are ranked,
+    and the pages are the same as a ranker without a table gives."""
+    config = make_config(tmp_path / "t", corpus_dir, limits={"ranker_timeout": 1.0})
+    table = {
+        "a": TableRanker(StaticRanker(IDS[1:] + IDS[:1], {}, name="a"), depth=5),
+        "b": TableRanker(StaticRanker(IDS[2:] + IDS[:2], {}, name="b"), depth=5),
+    }
+    plain = {
+        "a": CountingRanker(StaticRanker(IDS[1:] + IDS[:1], {}, name="a")),
+        "b": CountingRanker(StaticRanker(IDS[2:] + IDS[:2], {}, name="b")),
+    }
+    with_table = make_client(config, rankers=table)
+    without = make_client(make_config(tmp_path / "p", corpus_dir), rankers=plain)
+    for page in (1, 2):
+        body = {"corpus_id": IDS[4], "unit_id": "u1", "page": page}
+        one, other = with_table.post("/search", json=body), without.post("/search", json=body)
+        assert one.status_code == other.status_code == 200, (one.text, other.text)
+        assert one.json()["results"] == other.json()["results"]
+        if page == 1:  # page_size 5: the table is deep enough
+            assert [r.calls for r in table.values()] == [0, 0]
+            assert all(r.lookups == 1 for r in table.values())
+    assert all(r.calls == 1 for r in table.values())  # depth 10 is past the table: ranked
+    again = with_table.post("/search", json={"corpus_id": IDS[4], "unit_id": "u2"})
+    assert again.status_code == 200
+    assert all(r.lookups == 3 for r in table.values())  # page 1 came from the cache
+
+
+def test_a_failing_table_counts_as_the_rankers_failure(
+    make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
+) -> None:
+    rankers = {
+        "a": TableRanker(StaticRanker(IDS, {}, name="a"), depth=50, broken=True),
+        "b": TableRanker(StaticRanker(IDS[3:] + IDS[:3], {}, name="b"), depth=50),
+    }
+    client = make_client(make_config(tmp_path, corpus_dir), rankers=rankers)
+    answer = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u1"})
+    assert answer.status_code == 200, answer.text  # b's list alone
+    metrics = client.get("/metrics").text
+    assert 'braid_ranker_failures_total{ranker="a",reason="RuntimeError"} 1.0' in metrics
