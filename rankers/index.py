@@ -224,7 +224,15 @@ class VectorIndex:
     thread-safe; scores are cosine similarities.
     """
 
-    __slots__ = ("_graph", "_manifest", "_neighbours", "_projection", "_vectors")
+    __slots__ = (
+        "_graph",
+        "_manifest",
+        "_neighbour_keys",
+        "_neighbour_scores",
+        "_neighbours",
+        "_projection",
+        "_vectors",
+    )
 
     def __init__(
         self,
@@ -240,6 +248,11 @@ class VectorIndex:
         self._manifest = manifest
         self._projection = projection
         self._neighbours = neighbours
+        # Plain views of the (memory-mapped) fields: numpy's memmap subclass costs
+        # microseconds a slice, and a lookup is a few slices.
+        plain = None if neighbours is None else neighbours.view(np.ndarray)
+        self._neighbour_keys = None if plain is None else plain["key"]
+        self._neighbour_scores = None if plain is None else plain["score"]
 
     @classmethod
     def build(
@@ -558,15 +571,14 @@ class VectorIndex:
         Raises:
             IndexError: `key` is not a row of the index.
         """
-        table = self._neighbours
-        if table is None or k > table.shape[1]:
+        table = self._neighbour_keys
+        if table is None or self._neighbour_scores is None or k > table.shape[1]:
             return None
         if not 0 <= key < len(self):
             raise IndexError(f"key {key} is outside 0..{len(self) - 1}")
-        row = table[key, :k]
-        keys = row["key"].astype(np.int64)
-        found = int(np.count_nonzero(keys >= 0))
-        return keys[:found], row["score"][:found].astype(np.float32)
+        keys = table[key, :k]
+        found = int(np.count_nonzero(keys >= 0))  # padding (-1) is trailing
+        return keys[:found].astype(np.int64), self._neighbour_scores[key, :found].copy()
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int, *, threads: int = 1
