@@ -62,6 +62,7 @@ from PIL import UnidentifiedImageError
 from analysis.schema import Design
 from rankers.base import Ranker
 from rankers.corpus import Corpus
+from rankers.embedder import SessionPool
 from rankers.errors import ImageError
 from serving.api import (
     ClickIn,
@@ -597,8 +598,9 @@ def create_app(
     corpus = corpus if corpus is not None else load_corpus(config.corpus)
     given = dict(rankers or {})
     check_rankers(given)
+    pools: dict[int, SessionPool] = {}  # the models' sessions, shared (see load_ranker)
     built = {
-        name: given[name] if name in given else load_ranker(ranker, corpus)
+        name: given[name] if name in given else load_ranker(ranker, corpus, pools=pools)
         for name, ranker in config.rankers.items()
     }
     service = SearchService(config, corpus, built)
@@ -626,7 +628,7 @@ def create_app(
         dependencies={"service": Provide(_service, sync_to_thread=False)},
         exception_handlers=handlers,
         on_startup=[service.open],
-        on_shutdown=[service.close],
+        on_shutdown=[service.close, *(pool.close for pool in pools.values())],
         middleware=[_metrics_middleware],
         request_max_body_size=config.limits.max_upload_bytes + _MULTIPART_SLACK,
         openapi_config=OpenAPIConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from rankers.base import Ranker
 from rankers.corpus import Corpus
 from serving.config import Config, CorpusConfig, RankerConfig
 from serving.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rankers.embedder import SessionPool
 
 __all__ = ["check_rankers", "load_corpus", "load_ranker", "load_rankers"]
 
@@ -38,9 +41,19 @@ def load_corpus(config: CorpusConfig) -> Corpus:
         raise ConfigError(f"corpus: {error}") from error
 
 
-def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
+def load_ranker(
+    config: RankerConfig, corpus: Corpus, *, pools: dict[int, SessionPool] | None = None
+) -> Ranker:
     """Build one configured ranker over `corpus`; an embedding ranker's index is built if it
     is missing or stale (logged, since it takes about a minute per model on 2 cores).
+
+    Args:
+        config: The ranker's configuration.
+        corpus: The corpus it ranks.
+        pools: Session pools by size, shared by the rankers built with the same dict: a model
+            run as n one-thread sessions runs them on the pool of n workers (made here when
+            missing), with the other models of that size. None: each model has threads of
+            its own.
 
     Raises:
         ConfigError: The model is unknown, or its files or index cannot be used.
@@ -62,7 +75,13 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
         except ValueError as error:
             raise ConfigError(f"rankers.{config.name}: {error}") from error
     from rankers import indexing, models
-    from rankers.embedder import Embedder, OnnxEmbedder, ReplicatedEmbedder, default_threads
+    from rankers.embedder import (
+        Embedder,
+        OnnxEmbedder,
+        ReplicatedEmbedder,
+        SessionPool,
+        default_threads,
+    )
     from rankers.embedding_ranker import EmbeddingRanker
     from rankers.errors import ManifestError
     from rankers.index import VectorIndex
@@ -72,6 +91,9 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
         # The rankers of an interleaving run at once on the same cores: one-thread sessions,
         # one per thread asked for, each embedding a share of a batch (see ReplicatedEmbedder:
         # on 2 cores this serves 5-15% more uploads than one multi-threaded session a model).
+        # Models of the same size share a pool of that many workers (see SessionPool: no
+        # more sessions compute at once than there are threads, and none waits on a batch's
+        # slowest share while the other model has work: 5% more uploads again).
         # Unset, up to _AUTO_SESSIONS: each session holds its own copy of the model's memory.
         threads = config.threads or min(default_threads(), _AUTO_SESSIONS)
         embedder: Embedder = models.load_embedder(config.model, threads=1, spin=False)
@@ -80,7 +102,12 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
                 models.load_embedder(config.model, threads=1, spin=False)
                 for _ in range(threads - 1)
             ]
-            embedder = ReplicatedEmbedder(cast(list[OnnxEmbedder], sessions))
+            pool = None
+            if pools is not None:
+                pool = pools.get(threads) or pools.setdefault(
+                    threads, SessionPool(threads, name=f"sessions{threads}")
+                )
+            embedder = ReplicatedEmbedder(cast(list[OnnxEmbedder], sessions), pool=pool)
         directory = config.index or indexing.index_dir(embedder.name, corpus.name)
         try:
             index = VectorIndex.open(directory, model=embedder, corpus=corpus)
@@ -112,9 +139,13 @@ def load_ranker(config: RankerConfig, corpus: Corpus) -> Ranker:
         raise ConfigError(f"rankers.{config.name}: {error}") from error
 
 
-def load_rankers(config: Config, corpus: Corpus) -> dict[str, Ranker]:
-    """Every configured ranker, by name."""
-    return {name: load_ranker(ranker, corpus) for name, ranker in config.rankers.items()}
+def load_rankers(
+    config: Config, corpus: Corpus, *, pools: dict[int, SessionPool] | None = None
+) -> dict[str, Ranker]:
+    """Every configured ranker, by name (`pools` as in `load_ranker`)."""
+    return {
+        name: load_ranker(ranker, corpus, pools=pools) for name, ranker in config.rankers.items()
+    }
 
 
 def check_rankers(rankers: Mapping[str, Ranker]) -> None:

@@ -16,6 +16,7 @@ from rankers.embedder import (
     OnnxEmbedder,
     PixelEmbedder,
     ReplicatedEmbedder,
+    SessionPool,
     StagedEmbedder,
     preprocess,
     resize_and_crop,
@@ -333,13 +334,14 @@ class _Share:
 
     def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail
-        self.finished = False
+        self.started = self.finished = False
 
     def embed(self, images: object, *, batch_size: int = 32) -> np.ndarray:
         import time
 
         if self.fail:
             raise RankerError("share failed")
+        self.started = True
         time.sleep(0.05)
         self.finished = True
         return np.ones((len(images), 3), np.float32)  # type: ignore[arg-type]
@@ -351,3 +353,70 @@ def test_a_failing_share_fails_the_call_after_the_others_finish() -> None:
     with pytest.raises(RankerError, match="share failed"):
         replicated.embed(np.zeros((2, 4, 4, 3), np.uint8))
     assert slow.finished  # waited for, not left running
+
+
+def test_a_failing_share_on_a_pool_fails_the_call_after_the_others_finish() -> None:
+    failing, slow = _Share(fail=True), _Share()
+    pool = SessionPool(2)
+    replicated = ReplicatedEmbedder([failing, slow], pool=pool)  # type: ignore[list-item]
+    for _ in range(5):  # a free worker takes each share: which replicas run varies
+        with pytest.raises(RankerError, match="share failed"):
+            replicated.embed(np.zeros((2, 4, 4, 3), np.uint8))
+        assert slow.finished == slow.started  # a share that started was waited for
+        slow.started = slow.finished = False
+    with pytest.raises(ValueError, match="a pool of 2 workers cannot run 3 replicas"):
+        ReplicatedEmbedder([_Share(), _Share(), _Share()], pool=pool)  # type: ignore[list-item]
+    pool.close()
+
+
+def test_a_session_pool_runs_no_more_jobs_at_once_than_it_has_workers() -> None:
+    import threading
+    import time
+
+    pool = SessionPool(2, name="test")
+    lock, running, most, seen = threading.Lock(), [0], [0], []
+
+    def job(worker: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            seen.append((worker, threading.current_thread().name))
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return worker
+
+    futures = [pool.submit(job) for _ in range(12)]
+    pool.close()  # finishes what was submitted first
+    assert all(future.done() for future in futures)
+    assert {future.result() for future in futures} <= {0, 1}
+    assert most[0] == 2
+    assert {name for _, name in seen} <= {"test-0", "test-1"}
+    assert all(name == f"test-{worker}" for worker, name in seen)  # worker i is thread i
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(job)
+    pool.close()  # idempotent
+    with pytest.raises(ValueError, match="workers"):
+        SessionPool(0)
+
+
+def test_two_models_on_one_pool_give_each_sessions_own_rows(emoji: Corpus) -> None:
+    """Both models' replicas on one shared pool, called at once from two threads, give the
+    rows a lone session of each gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = SessionPool(2)
+    embedders, singles = [], []
+    for name in ("effnet-lite0", "effnet-lite0-int8"):
+        directory = models.manifest(name).directory
+        sessions = [OnnxEmbedder.from_manifest(directory, threads=1) for _ in range(2)]
+        embedders.append(ReplicatedEmbedder(sessions, pool=pool))
+        singles.append(OnnxEmbedder.from_manifest(directory, threads=1))
+    images = emoji.images[:5]
+    with ThreadPoolExecutor(2) as callers:
+        results = list(callers.map(lambda e: e.embed(images, batch_size=4), embedders))
+    for got, single in zip(results, singles, strict=True):
+        np.testing.assert_allclose(got, single.embed(images, batch_size=4), atol=2e-5)
+    assert embedders[0].pool is pool
+    assert embedders[0].embed(images[:0]).shape == (0, 1280)
+    pool.close()

@@ -22,10 +22,15 @@ def test_embedded_defaults_search_click_and_figures(tmp_path: Path) -> None:
     config = default_config().with_overrides(log_dir=tmp_path / "logs")
     app = create_app(config)
     corpus = app.state.service.corpus
+    pools = set()
     for name in ("lite0", "lite2"):  # two threads each: two one-thread sessions
         embedder = app.state.service.rankers[name].embedder
         assert isinstance(embedder, ReplicatedEmbedder)
         assert embedder.replicas == 2
+        pools.add(embedder.pool)
+    (pool,) = pools  # one pool of two workers runs both models
+    assert pool is not None
+    assert pool.workers == 2
     query = "google/1f600"  # grinning face
     with TestClient(app) as client:
         by_id = client.post("/search", json={"corpus_id": query, "unit_id": "real-1"})
