@@ -397,6 +397,7 @@ def _measure(
         results["graph"] = _cold_runs(port, by_id, seconds)
 
     print(f"cores: {os.cpu_count()}, {seconds:g} s per point, logs fsynced per group commit")
+    print(f"every server: {_http_stack()}")
     print(
         f"{'endpoint':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'ranker timeouts':>17}{'cache hits':>11}{'requests':>9}"
@@ -462,6 +463,16 @@ def _measure(
         f"search by upload: {share:.0%} of the raw model throughput measured before it "
         f"(concurrency {c}, no ranker timeout; target >= 80%)"
     )
+
+
+def _http_stack() -> str:
+    """What uvicorn serves HTTP with here (it picks httptools and uvloop when installed)."""
+    import importlib.metadata
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio's loop"
+    return f"uvicorn {importlib.metadata.version('uvicorn')}, {parser}, {loop}"
 
 
 def _cold_runs(port: int, by_id: Sequence[bytes], seconds: float) -> dict[int, dict[str, float]]:
