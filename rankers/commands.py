@@ -53,16 +53,20 @@ def list_all(args: argparse.Namespace) -> int:
             table.add_row(name, "", "", "built in")
     console.print(table)
     console.print(f"corpora: {', '.join(corpus.names())}")
-    built = Table("model", "version", "corpus", "vectors", "graph", "built", title="indexes")
+    built = Table(
+        "model", "version", "corpus", "vectors", "graph", "neighbours", "built", title="indexes"
+    )
     for _, index in indexing.installed_indexes():
         width = index.settings.reduce if index.projection_bytes else index.dim
         rescored = f", top {index.rescore}k rescored" if index.rescore else ""
+        depth = index.settings.neighbours if index.neighbours_bytes else 0
         built.add_row(
             index.model,
             index.model_version,
             index.corpus,
             f"{index.count:,}",
             f"{width}-d {index.settings.dtype}{rescored}",
+            str(depth) if depth else "none",
             index.built_at,
         )
     console.print(built if built.row_count else "indexes: none built yet (python -m rankers index)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from rankers import cache
 from rankers.cache import CACHE_ENV
 from rankers.corpus import Corpus
-from rankers.index import MANIFEST_FILE
+from rankers.index import MANIFEST_FILE, NEIGHBOURS_FILE
 
 
 def run(*arguments: str, cache_root: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -110,3 +111,22 @@ def test_index_resumes_after_an_interruption(tmp_path: Path, emoji: Corpus) -> N
     assert f"{len(emoji)} batches, {saved} resumed, {len(emoji) - saved} embedded" in report
     assert (chunks.parent / MANIFEST_FILE).is_file()
     assert not chunks.exists()
+    assert json.loads((chunks.parent / MANIFEST_FILE).read_text())["settings"]["neighbours"] == 100
+    assert (chunks.parent / NEIGHBOURS_FILE).is_file()
+
+
+def test_index_without_a_neighbour_table(tmp_path: Path, emoji: Corpus) -> None:
+    (tmp_path / "data").symlink_to(cache.data_dir().resolve(), target_is_directory=True)
+    built = run(
+        "index", "--model", "pixels-16", "--corpus", "emoji", "--neighbours", "0",
+        "--no-progress", cache_root=tmp_path,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    folder = tmp_path / "indexes" / "pixels-16__emoji"
+    assert json.loads((folder / MANIFEST_FILE).read_text())["settings"]["neighbours"] == 0
+    assert not (folder / NEIGHBOURS_FILE).exists()
+    listed = run("list", cache_root=tmp_path)
+    assert "none" in listed.stdout.split("pixels-16", 2)[-1]
+    negative = run("index", "--model", "pixels-16", "--corpus", "emoji", "--neighbours", "-1")
+    assert negative.returncode == 2
+    assert "must be at least 0, got -1" in negative.stderr
