@@ -375,6 +375,7 @@ def _measure(
         _settle(port)
         reference = ModelReference(frames, seconds)
         for c in CONCURRENCY:
+            _settle(port)  # a compaction every minute: never beside a reference
             references[c] = reference.measure(seconds)
             before = _failures(port)
             results["upload"][c] = load(port, uploads, c, seconds + 2, fresh)
@@ -450,18 +451,22 @@ def _measure(
     if next(fresh) > len(uploads):
         print("warning: the upload pool ran out; some uploads were repeats")
     # A page served after a ranker timed out is cheaper than a full one: only runs in which
-    # no ranker failed count towards the upload figure.
-    share, c = max(
+    # no ranker failed count towards the upload figure. The server's best rate is set against
+    # the median of the references: the best of three ratios would favour a reference that
+    # happened to run slow.
+    best, c = max(
         (
-            (results["upload"][c]["rps"] / references[c]["query"], c)
+            (results["upload"][c]["rps"], c)
             for c in CONCURRENCY
             if not results["upload"][c]["degraded"]
         ),
         default=(0.0, 0),
     )
+    middle = float(np.median([references[c]["query"] for c in CONCURRENCY]))
     print(
-        f"search by upload: {share:.0%} of the raw model throughput measured before it "
-        f"(concurrency {c}, no ranker timeout; target >= 80%)"
+        f"search by upload: {best:.1f} uploads/s (concurrency {c}, no ranker timeout) = "
+        f"{best / middle:.0%} of the raw models' {middle:.1f} queries/s, the median of the "
+        "references (target >= 80%)"
     )
 
 

@@ -63,7 +63,8 @@ class Precomputed(Protocol):
 
     def precomputed(self, corpus_id: str, k: int) -> Ranking | None:
         """What ``rank(Query(corpus_id=corpus_id), k)`` gives, read without a search (cheap
-        enough to call on an event loop); None when it is not held `k` deep.
+        enough to call on an event loop: a row of a memory-mapped table, a page fault at
+        worst); None when it is not held `k` deep.
 
         Raises:
             UnknownItemError: `corpus_id` is not in the corpus.

@@ -457,6 +457,11 @@ class SessionPool:
         """The number of worker threads."""
         return len(self._threads)
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
     def submit(self, fn: Callable[[int], Any]) -> Future[Any]:
         """Run ``fn(worker index)`` on the next free worker.
 
@@ -609,13 +614,15 @@ class ReplicatedEmbedder:
         parts = min(len(self._replicas), len(frames))
         if self._shared is not None and parts >= 1:
             bounds = [len(frames) * part // parts for part in range(parts + 1)]
-            shares = [
-                self._shared.submit(
-                    partial(self._share, frames[bounds[part] : bounds[part + 1]], batch_size)
-                )
-                for part in range(parts)
-            ]
-            wait(shares)  # no share left running after this call, whatever happened
+            shares: list[Future[npt.NDArray[np.float32]]] = []
+            try:
+                for part in range(parts):
+                    share = partial(
+                        self._share, frames[bounds[part] : bounds[part + 1]], batch_size
+                    )
+                    shares.append(self._shared.submit(share))
+            finally:
+                wait(shares)  # no share left running after this call, whatever happened
             return np.concatenate([share.result() for share in shares])
         if parts <= 1 or self._pool is None:
             return self._replicas[0].embed(frames, batch_size=batch_size)

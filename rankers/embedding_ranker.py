@@ -75,10 +75,12 @@ class EmbeddingRanker:
 
     @property
     def fingerprint(self) -> str:
-        """The name, the model's sha256 and the index's (see `rankers.base.fingerprint`)."""
+        """The name, the model's sha256 and the index's, with its neighbour table's (see
+        `rankers.base.fingerprint`: a table answers corpus-id queries in place of a search)."""
         built = self._index.manifest
         index = built.index_sha256 or f"unsaved {built.built_at}"
-        return f"{self._name}|model {self._embedder.sha256}|index {index}"
+        table = f"|table {built.neighbours_sha256}" if built.neighbours_sha256 else ""
+        return f"{self._name}|model {self._embedder.sha256}|index {index}{table}"
 
     @property
     def index(self) -> VectorIndex:
@@ -127,7 +129,8 @@ class EmbeddingRanker:
     def rank_many(
         self, queries: Sequence[Query], k: int, *, threads: int = 0
     ) -> tuple[Ranking, ...]:
-        """`rank` for many queries with one batched index search.
+        """`rank` for many queries: corpus ids within the neighbour table's depth are read from
+        it, the others take one batched index search.
 
         Args:
             queries: The queries.

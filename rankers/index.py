@@ -26,7 +26,11 @@ the walk). The number of candidates is tuned when the index is built (`IndexSett
 the more vectors, the more of them fall within the projection's error of the true neighbours.
 
 Defaults (`IndexSettings`): 128 principal axes in float16, connectivity 16, expansion 128 to build
-and 48 to search, candidates tuned to a leave-one-out recall@10 of 0.985. Chosen by measurement
+and 48 to search, candidates tuned to a leave-one-out recall@10 of 0.985, and a neighbour table
+100 deep. The table costs a search per corpus row, 101 deep, with its own number of candidates,
+tuned to the same recall at that depth (deep lists need fewer per result): 0.5 s for the emoji
+corpus; at 100,000 clustered 1280-d vectors 30 s beside a 9 s graph (3 candidates per result
+where the top 10 needed 24; recall@100 0.999). Graph settings chosen by measurement
 (``benchmarks/rankers_knn.py``: usearch 2.26.1, one query at a time, one thread, recall@10 against
 exact float32 search, clustered 1280-d vectors fitted to effnet-lite0 emoji embeddings, hnswlib
 M 16 at the smallest ef reaching recall 0.98, paired in the same run)::
@@ -340,26 +344,64 @@ class VectorIndex:
         if not settings.neighbours:
             return index
         started = time.perf_counter()
-        table = index._neighbour_table(vectors, settings.neighbours, threads, on_rows)
+        step, recall = index._table_rescore(vectors, settings.neighbours, settings.tune_recall)
+        table = index._neighbour_table(vectors, settings.neighbours, step, threads, on_rows)
+        measured["neighbours_rescore"] = float(step)
+        measured["neighbours_recall"] = round(recall, 4)
         measured["neighbours_seconds"] = round(time.perf_counter() - started, 3)
         manifest = _replace(manifest, figures=MappingProxyType(measured))
         return cls(graph, halves, manifest, projection, table)
+
+    def _table_rescore(
+        self, vectors: npt.NDArray[np.float32], depth: int, target: float
+    ) -> tuple[int, float]:
+        """The candidates multiplier of the table's searches, and its recall@`depth`.
+
+        `rescore` was tuned for the top 10, where a reduced graph's error weighs most; a
+        table `depth` deep takes (depth + 1) x step candidates, so a smaller step serves it
+        (at 100,000 clustered vectors: 3 for recall@100 0.999, where the top 10 needed 24,
+        which would cost 8 times the time). The smallest step of `RESCORE_STEPS` whose
+        leave-one-out recall@`depth` on evenly spaced rows reaches `target`, and never fewer
+        candidates than a top-10 search takes.
+        """
+        rescore, count = self._manifest.rescore, len(self)
+        if not rescore:
+            return 0, float("nan")
+        least = -(-(_TUNE_K + 1) * rescore // (depth + 1))  # ceil
+        steps = [step for step in RESCORE_STEPS if step >= least] or [RESCORE_STEPS[-1]]
+        if (depth + 1) * steps[0] >= count:
+            return steps[0], 1.0  # every row is a candidate: an exact scan
+        rows = np.linspace(0, count - 1, min(count, _TUNE_QUERIES)).astype(np.int64)
+        queries = np.asarray(vectors[rows], dtype=np.float32)
+        truth = _top_k_excluding(vectors, queries, rows, depth)
+        recall = 0.0
+        for step in steps:
+            keys, _ = self._search(queries, depth + 1, 0, step)
+            hits = sum(
+                len(set(found[found != row][:depth].tolist()) & set(best.tolist()))
+                for found, row, best in zip(keys, rows.tolist(), truth, strict=True)
+            )
+            recall = hits / truth.size
+            if recall >= target or (depth + 1) * step >= count:
+                return step, recall
+        return steps[-1], recall
 
     def _neighbour_table(
         self,
         vectors: npt.NDArray[np.float32],
         depth: int,
+        rescore: int,
         threads: int,
         on_rows: Callable[[int], None] | None,
     ) -> npt.NDArray[np.void]:
-        """Each row's `depth` nearest other rows by this index's own search (padded with key -1
-        and score -inf when the corpus is smaller)."""
+        """Each row's `depth` nearest other rows by this index's own search with `rescore`
+        candidates per result (padded with key -1 and score -inf when the corpus is smaller)."""
         count = len(self)
         table = np.empty((count, depth), dtype=_NEIGHBOUR)
         for start in range(0, count, _TABLE_CHUNK):
             rows = np.arange(start, min(count, start + _TABLE_CHUNK))
             queries = np.ascontiguousarray(vectors[start : rows[-1] + 1], dtype=np.float32)
-            keys, scores = self.search(queries, min(depth + 1, count), threads=threads)
+            keys, scores = self._search(queries, min(depth + 1, count), threads, rescore)
             # Leave each row itself out (usually first; anywhere among equal vectors), keeping
             # the order of the others: a stable sort puts the kept columns first.
             own = keys == rows[:, None]
@@ -592,12 +634,19 @@ class VectorIndex:
 
         Returns:
             ``(keys, similarities)``, each (n, k) (or (k,) for one query): corpus rows best first,
-            and their cosine similarities. When fewer than `k` rows exist, keys are padded with -1
-            and similarities with -inf.
+            and their cosine similarities. When fewer than `k` rows are found (a corpus smaller
+            than `k`, or a graph walk that reached fewer), keys are padded with -1 and
+            similarities with -inf.
 
         Raises:
             ValueError: `k` is not positive or `queries` has the wrong shape.
         """
+        return self._search(queries, k, threads, self._manifest.rescore)
+
+    def _search(
+        self, queries: npt.NDArray[np.float32], k: int, threads: int, rescore: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """`search` with `rescore` candidates per result (0: the graph's own order)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         batch = np.asarray(queries, dtype=np.float32)
@@ -607,7 +656,6 @@ class VectorIndex:
             raise ValueError(f"queries must have shape (n, {self.dim}), got {np.shape(queries)}")
         if not np.isfinite(batch).all():
             raise ValueError("queries must be finite")
-        rescore = self._manifest.rescore
         fetch = min(len(self), k * rescore if rescore else k)
         if fetch >= len(self):
             # Asked for everything: a graph walk can miss a poorly linked node, a scan cannot.

@@ -13,6 +13,7 @@ process build while the others wait for its result.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -253,7 +254,10 @@ def _usable(directory: Path, embedder: Embedder, corpus: Corpus, settings: Index
     except ManifestError as error:
         logger.info("%s needs building: %s", directory, error)
         return False
-    if index.manifest.settings != settings:
+    # The neighbour table's depth is the builder's choice (`rankers index --neighbours`): an
+    # index without one, or with another depth, serves, and is not re-embedded for it.
+    built = dataclasses.replace(index.manifest.settings, neighbours=settings.neighbours)
+    if built != settings:
         logger.info("%s needs rebuilding with %s", directory, settings)
         return False
     return True

@@ -14,6 +14,7 @@ and ``/stop``, which need ``Authorization: Bearer <token>``), ``GET /health``,
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -21,6 +22,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from typing import Annotated, Any, Final
 
@@ -542,6 +544,12 @@ async def static(name: FromPath[str]) -> Response[bytes]:
 # -- metrics middleware ---------------------------------------------------------------------
 
 
+async def _close_pools(pools: Mapping[int, SessionPool]) -> None:
+    """Finish the models' pending work and stop their workers (off the loop: it joins)."""
+    for pool in pools.values():
+        await asyncio.to_thread(pool.close)
+
+
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Counts requests and their latency by route template and status.
 
@@ -628,7 +636,7 @@ def create_app(
         dependencies={"service": Provide(_service, sync_to_thread=False)},
         exception_handlers=handlers,
         on_startup=[service.open],
-        on_shutdown=[service.close, *(pool.close for pool in pools.values())],
+        on_shutdown=[service.close, partial(_close_pools, pools)],
         middleware=[_metrics_middleware],
         request_max_body_size=config.limits.max_upload_bytes + _MULTIPART_SLACK,
         openapi_config=OpenAPIConfig(

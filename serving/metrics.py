@@ -45,6 +45,7 @@ class Metrics:
         "journal_records",
         "ranker_failures",
         "ranker_seconds",
+        "ranker_table_reads",
         "refused",
         "registry",
         "request_seconds",
@@ -84,6 +85,12 @@ class Metrics:
             "braid_ranker_failures",
             "Ranker calls that failed or timed out, by ranker and reason.",
             ("ranker", "reason"),
+            registry=r,
+        )
+        self.ranker_table_reads = Counter(
+            "braid_ranker_table_reads",
+            "Corpus-image lists read from a ranker's precomputed table (no ranking), by ranker.",
+            ("ranker",),
             registry=r,
         )
         self.ranker_seconds = Histogram(

@@ -11,6 +11,8 @@ One search:
    bounded by the ranker timeout; a failed or late ranker's list is None. A corpus image's
    lists are kept in a bounded LRU cache (`serving.caching`; the corpus and indexes do not
    change while the server runs), so a repeated query costs no ranking and no thread hop.
+   A ranker holding a corpus image's list ready (`rankers.Precomputed`: an index's neighbour
+   table) is read on the event loop instead: a first search costs a lookup, not a search.
 4. `serving.pages` builds the page; the assignment (first exposure only) and the impression
    go to the journal, and the answer is sent only once the journal has fsynced them.
 
@@ -500,17 +502,21 @@ class SearchService:
         held = (
             [self._held_list(name, key, page, page_size, deep=deep) for name in route.rankers]
             if query is not None and query.corpus_id is not None
-            else [None]
+            else [None] * len(route.rankers)
         )
         if all(ids is not None for ids in held):
-            lists: Sequence[tuple[str, ...] | None] = held  # all cached: no task, no thread hop
+            lists: Sequence[tuple[str, ...] | None] = held  # all held: no task, no thread hop
         else:
-            lists = await asyncio.gather(
+            missing = [i for i, ids in enumerate(held) if ids is None]
+            ranked = await asyncio.gather(
                 *(
-                    self._list(name, query, key, page, page_size, deep=deep)
-                    for name in route.rankers
+                    self._list(route.rankers[i], query, key, page, page_size, deep=deep)
+                    for i in missing
                 )
             )
+            lists = list(held)
+            for i, ids in zip(missing, ranked, strict=True):
+                lists[i] = ids
         interleaving = state is not None and state.config.design is Design.INTERLEAVING
         seed = interleave.seed_for(state.spec.salt, unit_id, key) if state and interleaving else 0
         shown = self._page(route, lists, seed, page, page_size)
@@ -614,26 +620,43 @@ class SearchService:
         self, name: str, key: str, page: int, page_size: int, *, deep: bool
     ) -> tuple[str, ...] | None:
         """What `_list` would give for a corpus-image query if every list it needs is in the
-        ranking cache or the ranker's precomputed table, else None: no task, no thread."""
+        ranking cache or the ranker's precomputed table, else None: no task, no thread.
+
+        Counted only when it answers (cached lists as hits; a list read from the table as a
+        miss, then cached), so that `_ranked` never counts a lookup a second time.
+        """
         if deep or page == 1:
-            return self._held(
-                name, key, page_size * self.config.limits.max_page if deep else page_size
+            depths: Sequence[int] = (
+                page_size * self.config.limits.max_page if deep else page_size,
             )
-        merged: dict[str, None] = {}
-        for depth in range(page_size, (page + 1) * page_size, page_size):
-            ids = self._held(name, key, depth)
+        else:
+            depths = range(page_size, (page + 1) * page_size, page_size)
+        read: list[tuple[str, ...] | None] = []
+        for depth in depths:
+            if (name, key, depth) in self.rankings:
+                read.append(None)  # fetched (and counted) below, once all are found
+                continue
+            ids = self._table_list(name, key, depth)
             if ids is None:
                 return None
+            read.append(ids)
+        merged: dict[str, None] = {}
+        for depth, ids in zip(depths, read, strict=True):
+            if ids is None:
+                ids = self.rankings.get((name, key, depth))
+                assert ids is not None
+            else:
+                self.rankings.misses += 1
+                self.rankings.put((name, key, depth), ids)
+                self.metrics.ranker_table_reads.labels(name).inc()
+            if len(depths) == 1:
+                return ids
             merged.update(dict.fromkeys(ids))
         return tuple(merged)
 
-    def _held(self, name: str, key: str, depth: int) -> tuple[str, ...] | None:
-        """A corpus image's list from the ranking cache (a hit), or else read from the ranker's
-        neighbour table and cached; None if neither holds it (a failing table is left to
-        `_ranked`, which counts the failure)."""
-        held = (name, key, depth)
-        if held in self.rankings:
-            return self.rankings.get(held)
+    def _table_list(self, name: str, key: str, depth: int) -> tuple[str, ...] | None:
+        """A corpus image's list read from the ranker's precomputed table, or None (no table,
+        not that deep, or a failure, which `_ranked` meets again and counts)."""
         lookup = self._lookups.get(name)
         if lookup is None:
             return None
@@ -641,11 +664,7 @@ class SearchService:
             ranking = lookup(key, depth)
         except Exception:
             return None
-        if ranking is None:
-            return None
-        ids = tuple(dict.fromkeys(ranking.ids))
-        self.rankings.put(held, ids)
-        return ids
+        return None if ranking is None else tuple(dict.fromkeys(ranking.ids))
 
     def _page(
         self,
@@ -717,11 +736,13 @@ class SearchService:
         started = time.perf_counter()
         try:
             ranking = None if lookup is None else lookup(query_id, depth)
-            if ranking is not None:
+            if ranking is not None:  # read, not ranked: no ranker time to observe
+                self.metrics.ranker_table_reads.labels(name).inc()
                 ids = tuple(dict.fromkeys(ranking.ids))
-            else:
-                async with asyncio.timeout(self.config.limits.ranker_timeout):
-                    ids = await self._batchers[(name, uploads)].submit((query, depth))
+                self.rankings.put((name, query_id, depth), ids)
+                return ids
+            async with asyncio.timeout(self.config.limits.ranker_timeout):
+                ids = await self._batchers[(name, uploads)].submit((query, depth))
         except TimeoutError:
             self.metrics.ranker_failures.labels(name, "timeout").inc()
             logger.warning("ranker %s timed out on %s", name, query_id)

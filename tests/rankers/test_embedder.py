@@ -420,3 +420,32 @@ def test_two_models_on_one_pool_give_each_sessions_own_rows(emoji: Corpus) -> No
     assert embedders[0].pool is pool
     assert embedders[0].embed(images[:0]).shape == (0, 1280)
     pool.close()
+
+
+def test_on_a_pool_replica_i_runs_only_on_worker_i() -> None:
+    import threading
+
+    class Recording(_Share):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index, self.threads = index, set()
+
+        def embed(self, images: object, *, batch_size: int = 32) -> np.ndarray:
+            self.threads.add(threading.current_thread().name)
+            return super().embed(images, batch_size=batch_size)
+
+    pool = SessionPool(2, name="w")
+    models_ = [[Recording(0), Recording(1)], [Recording(0), Recording(1)]]
+    embedders = [ReplicatedEmbedder(r, pool=pool) for r in models_]  # type: ignore[arg-type]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as callers:
+        list(
+            callers.map(
+                lambda i: embedders[i % 2].embed(np.zeros((3, 4, 4, 3), np.uint8)), range(8)
+            )
+        )
+    pool.close()
+    for replicas in models_:
+        for replica in replicas:
+            assert replica.threads == {f"w-{replica.index}"}

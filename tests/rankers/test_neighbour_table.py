@@ -153,6 +153,8 @@ def test_a_corpus_id_query_reads_the_table_and_searches_only_past_it(
     assert held is not None
     assert held.ids == tuple(corpus.ids[k] for k in index.neighbours(3, 8)[0].tolist())  # type: ignore[index]
     assert ranker.rank(Query(corpus_id=item), 8) == held
+    exact, _ = exact_search(vectors, vectors[3:4], 9)
+    assert held.ids == tuple(corpus.ids[k] for k in exact[0].tolist() if k != 3)[:8]
     assert ranker.precomputed(item, 9) is None
     searched = ranker.rank(Query(corpus_id=item), 9)  # deeper than the table: a search
     assert item not in searched.ids
@@ -168,3 +170,28 @@ def test_a_corpus_id_query_reads_the_table_and_searches_only_past_it(
     assert ranker.rank_many(queries, 8) == expected
     with pytest.raises(AssertionError, match="searched the graph"):
         ranker.rank(Query(corpus_id=item), 9)
+
+
+def test_the_tables_candidates_are_tuned_at_its_depth() -> None:
+    """A coarse projection needs many candidates for a top 10; a table 30 deep takes 31 x step
+    candidates and needs a smaller step, tuned to the same recall at its own depth."""
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((60, 64)) * np.linspace(2.0, 0.2, 64)
+    drawn = centres[rng.integers(0, 60, 3000)] + rng.standard_normal((3000, 64)) * 0.6
+    vectors = (drawn / np.linalg.norm(drawn, axis=1, keepdims=True)).astype(np.float32)
+    settings = IndexSettings(reduce=4, tune_recall=0.97, neighbours=30)
+    index = VectorIndex.build(
+        vectors, model=_Fixed(64), corpus=made_up_corpus("c", 3000), settings=settings
+    )
+    figures, rescore = index.manifest.figures, index.manifest.rescore
+    step = int(figures["neighbours_rescore"])
+    assert step < rescore
+    assert 31 * step >= 11 * rescore  # never fewer candidates than a top-10 search
+    assert figures["neighbours_recall"] >= 0.97
+    rows = np.arange(0, 3000, 11)
+    exact, _ = exact_search(vectors, vectors[rows], 31)
+    hits = 0
+    for row, truth in zip(rows.tolist(), exact.tolist(), strict=True):
+        keys, _ = index.neighbours(row, 30)  # type: ignore[misc]
+        hits += len(set(keys.tolist()) & {t for t in truth if t != row})
+    assert hits / (len(rows) * 30) >= 0.96

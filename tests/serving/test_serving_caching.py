@@ -177,6 +177,13 @@ def test_a_precomputed_ranking_is_read_without_ranking(
     again = with_table.post("/search", json={"corpus_id": IDS[4], "unit_id": "u2"})
     assert again.status_code == 200
     assert all(r.lookups == 3 for r in table.values())  # page 1 came from the cache
+    text = with_table.get("/metrics").text
+    # Per ranker: page 1 read from the table (a miss), page 2's first list a hit and its
+    # second ranked (a miss), then page 1 again a hit; each lookup counted once.
+    assert _metric(text, "braid_ranking_cache_misses_total") == 4
+    assert _metric(text, "braid_ranking_cache_hits_total") == 4
+    for name in ("a", "b"):
+        assert f'braid_ranker_table_reads_total{{ranker="{name}"}} 1.0' in text
 
 
 def test_a_failing_table_counts_as_the_rankers_failure(
@@ -191,3 +198,18 @@ def test_a_failing_table_counts_as_the_rankers_failure(
     assert answer.status_code == 200, answer.text  # b's list alone
     metrics = client.get("/metrics").text
     assert 'braid_ranker_failures_total{ranker="a",reason="RuntimeError"} 1.0' in metrics
+
+
+def test_a_ranker_with_a_table_beside_one_without_counts_each_lookup_once(
+    make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
+) -> None:
+    table = TableRanker(StaticRanker(IDS[1:] + IDS[:1], {}, name="a"), depth=50)
+    plain = CountingRanker(StaticRanker(IDS[2:] + IDS[:2], {}, name="b"))
+    client = make_client(make_config(tmp_path, corpus_dir), rankers={"a": table, "b": plain})
+    for unit in ("u1", "u2"):
+        answer = client.post("/search", json={"corpus_id": IDS[4], "unit_id": unit})
+        assert answer.status_code == 200, answer.text
+    assert (table.calls, table.lookups, plain.calls) == (0, 1, 1)
+    text = client.get("/metrics").text
+    assert _metric(text, "braid_ranking_cache_misses_total") == 2  # a's table read, b ranked
+    assert _metric(text, "braid_ranking_cache_hits_total") == 2  # both, the second time

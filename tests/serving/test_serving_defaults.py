@@ -65,3 +65,7 @@ def test_embedded_defaults_search_click_and_figures(tmp_path: Path) -> None:
         assert pref["wins"] + pref["losses"] == 1
         metrics = client.get("/metrics").text
         assert 'braid_ranker_batch_size_count{ranker="lite2"}' in metrics
+        # The id's first search read both rankers' neighbour tables: no index search.
+        assert 'braid_ranker_table_reads_total{ranker="lite0"} 1.0' in metrics
+        assert not pool.closed
+    assert pool.closed  # shut down with the app
