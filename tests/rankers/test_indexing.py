@@ -12,7 +12,7 @@ import pytest
 from rankers.cache import CACHE_ENV
 from rankers.corpus import Corpus
 from rankers.embedder import Images, PixelEmbedder, as_images
-from rankers.index import MANIFEST_FILE, VectorIndex
+from rankers.index import MANIFEST_FILE, IndexSettings, VectorIndex
 from rankers.indexing import build, ensure_index, index_dir, installed_indexes
 
 
@@ -125,6 +125,12 @@ def test_ensure_index_builds_once(
     ((listed, manifest),) = installed_indexes()
     assert listed == directory
     assert manifest.count == len(tiny_corpus)
+    # The neighbour table's depth is the builder's choice: not a reason to re-embed.
+    assert ensure_index(embedder, tiny_corpus, settings=IndexSettings(neighbours=0)) == directory
+    assert len(embedder.seen) == len(tiny_corpus)
+    # Other graph settings are.
+    ensure_index(embedder, tiny_corpus, settings=IndexSettings(connectivity=8))
+    assert len(embedder.seen) == 2 * len(tiny_corpus)
 
 
 def test_bad_batch_size(tmp_path: Path, tiny_corpus: Corpus) -> None:
