@@ -24,6 +24,7 @@ from interleave.seeding import (
     rng_for,
     rng_from_seed,
     seed_for,
+    seed_words,
 )
 from interleave.team_draft import TeamDraft
 
@@ -51,6 +52,7 @@ __all__ = [
     "rng_for",
     "rng_from_seed",
     "seed_for",
+    "seed_words",
 ]
 
 for _method in (Balanced, Optimized, Probabilistic, TeamDraft, TeamDraftMultileave):

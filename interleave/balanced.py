@@ -41,6 +41,7 @@ from interleave.base import (
     check_rng,
     prepare_lists,
 )
+from interleave.seeding import SEED_SCHEME, seed_words
 
 __all__ = ["Balanced", "merge"]
 
@@ -89,6 +90,14 @@ class Balanced(Method):
         k = check_k(k)
         a_first = bool(check_rng(rng).bit_generator.random_raw() & 1)
         docs, teams = merge(a, b, k, a_first)
+        return Page(self.name, (a, b), tuple(docs), tuple(teams))
+
+    def interleave_seeded(
+        self, lists: Sequence[Iterable[DocId]], *, k: int, seed: int, scheme: str = SEED_SCHEME
+    ) -> Page:
+        a, b = prepare_lists(lists, 2)
+        k = check_k(k)
+        docs, teams = merge(a, b, k, bool(seed_words(seed, scheme)() & 1))
         return Page(self.name, (a, b), tuple(docs), tuple(teams))
 
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:

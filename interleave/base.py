@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from interleave.errors import PageMismatchError
+from interleave.seeding import SEED_SCHEME, rng_from_seed
 
 __all__ = [
     "Credit",
@@ -240,6 +241,18 @@ class Method(ABC):
         self, lists: Sequence[Iterable[DocId]], *, k: int, rng: np.random.Generator
     ) -> Page:
         """Merge `lists` into a page of at most `k` documents."""
+
+    def interleave_seeded(
+        self, lists: Sequence[Iterable[DocId]], *, k: int, seed: int, scheme: str = SEED_SCHEME
+    ) -> Page:
+        """The page `interleave` makes with ``rng_from_seed(seed, scheme)``: what an
+        impression's logged seed stands for.
+
+        Methods that read only the generator's raw words override it to read them from
+        `interleave.seeding.seed_words`, which gives the same words without building a
+        generator (a server drafts a page per request).
+        """
+        return self.interleave(lists, k=k, rng=rng_from_seed(seed, scheme))
 
     @abstractmethod
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:

@@ -46,6 +46,7 @@ from interleave.base import (
     check_rng,
     prepare_lists,
 )
+from interleave.seeding import SEED_SCHEME, seed_words
 
 __all__ = ["TeamDraft", "draft"]
 
@@ -221,7 +222,17 @@ class TeamDraft(Method):
     ) -> Page:
         a, b = prepare_lists(lists, 2)
         k = check_k(k)
-        raw = check_rng(rng).bit_generator.random_raw
+        return self._page(a, b, k, check_rng(rng).bit_generator.random_raw)
+
+    def interleave_seeded(
+        self, lists: Sequence[Iterable[DocId]], *, k: int, seed: int, scheme: str = SEED_SCHEME
+    ) -> Page:
+        a, b = prepare_lists(lists, 2)
+        return self._page(a, b, check_k(k), seed_words(seed, scheme))
+
+    def _page(
+        self, a: tuple[DocId, ...], b: tuple[DocId, ...], k: int, raw: Callable[[], int]
+    ) -> Page:
         docs, teams = draft(
             a,
             b,

@@ -96,10 +96,8 @@ def interleaved_page(
             deeper=deeper,
         )
     depth = page_size * (max_page if method.name in _DEPTH_DEPENDENT else page)
-    draft = method.interleave(
-        [tuple(ids) for ids in lists if ids is not None],
-        k=depth,
-        rng=interleave.rng_from_seed(seed, seed_scheme),
+    draft = method.interleave_seeded(
+        [tuple(ids) for ids in lists if ids is not None], k=depth, seed=seed, scheme=seed_scheme
     )
     start = (page - 1) * page_size
     end = start + page_size

@@ -107,3 +107,16 @@ def test_identical_lists_always_tie_with_neutral_prefix(lst: list[int], k: int, 
     assert all(t is None for t in page.teams)
     clicks = range(len(page.docs))
     assert method.credit(page, clicks).winner is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(lists=lists2, k=ks, seed=st.integers(min_value=0, max_value=2**64 - 1))
+def test_a_seeded_page_is_the_page_of_its_generator(
+    lists: tuple[list[int], list[int]], k: int, seed: int
+) -> None:
+    for scheme in interleave.SEED_SCHEMES:
+        for method in ALL:
+            expected = method.interleave(
+                list(lists), k=k, rng=interleave.rng_from_seed(seed, scheme)
+            )
+            assert method.interleave_seeded(list(lists), k=k, seed=seed, scheme=scheme) == expected

@@ -93,3 +93,30 @@ def test_seed_schemes_are_pinned() -> None:
     np.testing.assert_array_equal(legacy, np.random.Generator(np.random.PCG64(12345)).random(3))
     with pytest.raises(ValueError, match="unknown seed scheme"):
         interleave.rng_from_seed(1, "mt19937")
+
+
+@pytest.mark.parametrize("scheme", interleave.SEED_SCHEMES)
+def test_seed_words_are_the_generators_raw_words(scheme: str) -> None:
+    # Pages drafted from seed_words must be the pages rng_from_seed stands for, forever.
+    rng = np.random.default_rng(5)
+    seeds = [0, 1, 2**63, 2**64 - 1, *rng.integers(0, 2**64 - 1, 500, dtype=np.uint64).tolist()]
+    for seed in seeds:
+        words = interleave.seed_words(seed, scheme)
+        expected = interleave.rng_from_seed(seed, scheme).bit_generator.random_raw(4)
+        assert [words() for _ in range(4)] == expected.tolist(), seed
+
+
+def test_seed_words_refuse_what_rng_from_seed_refuses() -> None:
+    for bad in (-1, 2**64, 1.0, True):
+        with pytest.raises(ValueError, match="seed"):
+            interleave.seed_words(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown seed scheme"):
+        interleave.seed_words(1, "mt19937")
+    assert interleave.seed_words(np.uint64(7))() == interleave.seed_words(7)()
+
+
+def test_seeds_are_pinned() -> None:
+    # Logged seeds and salts must keep meaning the same pages: the definition, not a snapshot.
+    assert interleave.seed_for("exp", "user-1", "q-9") == 14184962543750765336
+    assert interleave.seed_for("", "", "") == 14782951834040332842
+    assert interleave.seed_for("sälz", "ü" * 300, "q") == 14497452054873804649
