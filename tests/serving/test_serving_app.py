@@ -441,6 +441,14 @@ def test_bad_searches(
     assert words.lower() in json.dumps(response.json()).lower()
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_search_takes_only_post(client: TestClient[Litestar], method: str) -> None:
+    response = client.request(method, "/search")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["status_code"] == 405
+
+
 def test_page_past_the_last_result(make_client: ClientFactory) -> None:
     client = make_client(
         experiments=[{"id": "deep", "rankers": ["a", "b"], "page_size": 40}],
