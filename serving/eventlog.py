@@ -11,6 +11,12 @@ one turn of the loop are written by one ``write``; a helper process (`serving._s
 fdatasyncs on request, one fsync at a time, and every group written while one runs shares
 the next (group commit), so many concurrent requests share each fsync and throughput holds.
 
+Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
+zeros: an fdatasync then flushes data only, where an append must also commit the file's new
+size to the file system's journal (4 times slower on the disks measured: 0.28 against 1.1 ms
+at the median). PostgreSQL pre-zeroes its WAL segments for the same reason. A run of NUL bytes
+is unwritten space: readers skip it (a line never holds a NUL: JSON escapes it).
+
 The journal is split into numbered segments. `compact` moves sealed segments into Parquet
 parts of the `analysis.schema` layout (``LOGDIR/{assignments,impressions,clicks}/``) with
 `analysis.schema.write_frame` (atomic), then deletes the segments. An intent file naming the
@@ -89,6 +95,8 @@ _DECODERS: Final[dict[Kind, Callable[[bytes], Record]]] = {
 }
 _ENCODER: Final = msgspec.json.Encoder()
 _SEGMENT_GLOB: Final = "segment-*.jsonl"
+_ZEROED: Final = 4 * 1024 * 1024
+"""Bytes of zeros written ahead of the records at a time (a few thousand records)."""
 _INTENT: Final = "compaction.intent"
 _COMPACTION_LOCK: Final = ".compaction.lock"
 _NULLABLE: Final = frozenset({"excluded"})  # the only field a record may leave null
@@ -183,12 +191,20 @@ def read_segment(path: str | os.PathLike[str]) -> SegmentRead:
 def _segment_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[Kind, bytes]], int, int]:
     """The kind and JSON of each intact line of a segment, then whether its last line was
     torn (0 or 1) and how many lines before it failed their checksum (logged)."""
-    lines = Path(path).read_bytes().split(b"\n")
-    tail = lines.pop()  # b"" after a final newline; otherwise a line torn mid-write
+    # The zeros written ahead of the records are no line; a record written into them and cut
+    # by a crash is the torn tail.
+    lines = Path(path).read_bytes().rstrip(b"\0").split(b"\n")
+    tail = lines.pop().lstrip(b"\0")  # b"" after a final newline; else a line torn mid-write
     torn = 1 if tail else 0
     out: list[tuple[Kind, bytes]] = []
     corrupt = 0
     for number, line in enumerate(lines):
+        if line[:1] == b"\0":
+            # Unwritten space before a line: a crash kept a later write but not an earlier
+            # one, never acknowledged (acknowledgement waits for the fsync covering both).
+            line = line.lstrip(b"\0")
+            if not line:
+                continue
         checked = _checked(line)
         if checked is not None:
             out.append(checked)
@@ -262,6 +278,8 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._file: Path | None = None
         self._fd = -1
+        self._offset = 0  # where the next write goes in the active segment
+        self._zeroed = 0  # the active segment's zeros (written ahead) end here
         self._number = 0
         self._syncer: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
@@ -327,6 +345,7 @@ class Journal:
             existing = self.segments()
             self._number = (_segment_number(existing[-1]) + 1) if existing else 1
             self._file, self._fd = self._new_segment(self._number)
+            self._offset = self._zeroed = 0
         except OSError as error:
             raise JournalError(f"cannot open the journal in {self._dir}: {error}") from error
         if self._fsync:
@@ -406,6 +425,7 @@ class Journal:
             # before the next request: each is synced before the next is adopted.
             self._unsent.append(fd)
         self._fd, self._file = fd, following
+        self._offset = self._zeroed = 0
         self._number += 1
         self._pending_records = 0
         await durable
@@ -444,9 +464,9 @@ class Journal:
         return waiter
 
     def _new_segment(self, number: int) -> tuple[Path, int]:
-        """Create segment `number` (durably: its folder is fsynced) and open it to append."""
+        """Create segment `number` (durably: its folder is fsynced) and open it to write."""
         path = self._dir / f"segment-{number:08d}.jsonl"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         fd = os.open(path, flags, 0o644)
         try:
             _fsync_dir(self._dir)
@@ -472,9 +492,13 @@ class Journal:
             _settle(waiters, f"the journal failed earlier: {self._broken}")
             return
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            end = self._offset + len(data)
+            if end > self._zeroed:  # zeros ahead first, so that the fsyncs flush data only
+                zeroed = -(-end // _ZEROED) * _ZEROED
+                _write_at(self._fd, bytes(zeroed - self._zeroed), self._zeroed)
+                self._zeroed = zeroed
+            _write_at(self._fd, data, self._offset)
+            self._offset = end
         except OSError as error:
             # What reached the file is unknown now: refuse everything from here on.
             self._break(f"the event log cannot be written: {error}")
@@ -558,6 +582,14 @@ class Journal:
         _settle((w for g in groups for w in g.waiters), reason)
         waiters, self._buffered, self._buffer = self._buffered, [], []
         _settle(waiters, reason)
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset` of `fd`."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
 
 
 def _segment_number(path: Path) -> int:

@@ -158,19 +158,15 @@ def test_a_failed_fsync_fails_the_appends_and_every_later_one(tmp_path: Path) ->
     from serving.errors import JournalError
 
     async def body(journal: Journal) -> None:
-        # Writes to a pipe succeed, and fdatasync on a pipe fails (EINVAL) in the syncer.
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
+        # Writes to /dev/null succeed, and fdatasync on it fails (EINVAL) in the syncer.
+        null = os.open(os.devnull, os.O_WRONLY)
         os.close(journal._fd)
-        journal._fd = write_end
-        journal._unsent = [write_end]  # what the first request hands the syncer
-        try:
-            with pytest.raises(JournalError, match="cannot be written: Invalid argument"):
-                await asyncio.gather(*(journal.append(records(1)) for _ in range(3)))
-            with pytest.raises(JournalError, match="failed earlier"):
-                journal.append(records(1))
-        finally:
-            os.close(read_end)
+        journal._fd = null
+        journal._unsent = [null]  # what the first request hands the syncer
+        with pytest.raises(JournalError, match="cannot be written: Invalid argument"):
+            await asyncio.gather(*(journal.append(records(1)) for _ in range(3)))
+        with pytest.raises(JournalError, match="failed earlier"):
+            journal.append(records(1))
 
     journal_run(tmp_path, body)
 
@@ -212,13 +208,26 @@ def test_close_commits_what_is_queued_and_stops_the_fsync_process(tmp_path: Path
 def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
     journal_run(tmp_path, lambda journal: journal.append(records(4)))
     (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
-    whole = segment.read_bytes()
+    padded = segment.read_bytes()
+    whole = padded.rstrip(b"\0")  # the records, without the zeros written ahead of them
+    assert len(padded) % (4 * 1024 * 1024) == 0
+    assert set(padded[len(whole) :]) == {0}
+    assert read_segment(segment).records == tuple(records(4))
     segment.write_bytes(whole + encode_record(impression(99))[:40])  # a crash mid-write
     read = read_segment(segment)
     assert read.torn == 1
     assert read.records == tuple(records(4))
+    cut = whole + encode_record(impression(99))[:40]  # the same, written into the zeros
+    segment.write_bytes(cut + padded[len(cut) :])
+    assert (read_segment(segment).torn, read_segment(segment).records) == (1, tuple(records(4)))
     segment.write_bytes(whole[:-1])  # the last line lost only its newline
     assert read_segment(segment).torn == 1
+    # A crash kept a later write but not the one before it (neither was acknowledged).
+    lines = whole.split(b"\n")
+    hole = b"\n".join([*lines[:1], b"\0" * len(lines[1]), *lines[2:]])
+    segment.write_bytes(hole + padded[len(hole) :])
+    read = read_segment(segment)
+    assert (read.torn, read.corrupt, len(read.records)) == (0, 0, 11)
     middle = whole.replace(b"imp-1", b"imp-X", 1)  # a corrupt line inside
     segment.write_bytes(middle)
     read = read_segment(segment)
@@ -350,17 +359,14 @@ def test_every_segment_is_synced_when_rotations_outpace_the_fsync_process(
     from serving import eventlog
     from serving.errors import JournalError
 
-    # Segment 2 is a pipe: writes to it succeed and its fdatasync fails (EINVAL), so an
+    # Segment 2 is /dev/null: writes to it succeed and its fdatasync fails (EINVAL), so an
     # append to it is acknowledged only if the syncer never syncs it.
     real_open = os.open
-    pipes: list[int] = []
 
     def fake_open(path: object, flags: int, *args: int) -> int:
         if str(path).endswith("segment-00000002.jsonl"):
-            real_open(path, flags, *args)  # the file exists, as for a real segment
-            read_end, write_end = os.pipe()
-            pipes.append(read_end)
-            return write_end
+            os.close(real_open(path, flags, *args))  # the file exists, as for a real segment
+            return real_open(os.devnull, os.O_WRONLY)
         return real_open(path, flags, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(eventlog.os, "open", fake_open)
@@ -385,8 +391,6 @@ def test_every_segment_is_synced_when_rotations_outpace_the_fsync_process(
         )
 
     first, second, third, to_second, to_third = journal_run(tmp_path, body)
-    for read_end in pipes:
-        os.close(read_end)
     assert first is None
     assert isinstance(to_second, Path)
     assert to_second.name == "segment-00000001.jsonl"
