@@ -256,7 +256,11 @@ class Method(ABC):
 
     @abstractmethod
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:
-        """Turn clicks (positions on `page`) into a credit for each ranker."""
+        """Turn clicks (positions on `page`) into a credit for each ranker.
+
+        No clicks is a tie: no winner and every pairwise outcome 0 (live figures count a new
+        impression on that rule without asking the method).
+        """
 
     @abstractmethod
     def distribution(self, lists: Sequence[Iterable[DocId]], *, k: int) -> Mapping[Page, float]:

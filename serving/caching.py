@@ -68,6 +68,15 @@ class RankingCache:
         self._entries.move_to_end(key)
         return found  # type: ignore[return-value]
 
+    def hit(self, key: RankingKey) -> tuple[str, ...] | None:
+        """The list held for `key` (now the most recently used, counted as a hit), or None
+        (counted as nothing: the caller looks elsewhere first, and counts what it finds)."""
+        found = self._entries.get(key)
+        if found is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+        return found
+
     def __contains__(self, key: object) -> bool:
         """Whether a list is held for `key` (neither counted as a lookup nor marked as used)."""
         return key in self._entries

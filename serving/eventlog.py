@@ -112,10 +112,13 @@ def journal_dir(logdir: str | os.PathLike[str]) -> Path:
     return Path(logdir) / "journal"
 
 
+_PREFIX: Final[dict[type, bytes]] = {kind: f"{name} ".encode() for kind, name in _KIND_OF.items()}
+
+
 def encode_record(record: Record) -> bytes:
     """One journal line for `record`, newline included."""
-    body = _KIND_OF[type(record)].value.encode() + b" " + _ENCODER.encode(record)
-    return b"%08x " % zlib.crc32(body) + body + b"\n"
+    body = _PREFIX[type(record)] + _ENCODER.encode(record)
+    return b"%08x %b\n" % (zlib.crc32(body), body)
 
 
 def decode_line(line: bytes) -> Record | None:
@@ -561,6 +564,7 @@ class Journal:
             self._committed(groups, seconds)
             if self._written and self._broken is None:
                 self._ask()
+            return  # one sync is in flight at a time: no other answer can be waiting
 
     def _committed(self, groups: Sequence[_Group], seconds: float) -> None:
         self._commits += 1

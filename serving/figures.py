@@ -158,6 +158,7 @@ class _Version:
     winners: list[int] = field(default_factory=list)
     arms: dict[str, _Arm] = field(default_factory=dict)
     p_sequential: list[float] = field(default_factory=list)
+    no_clicks: Outcome = ()  # the outcome of an impression without clicks: 0 for each pair
 
 
 class LiveFigures:
@@ -183,6 +184,7 @@ class LiveFigures:
         version.pair_units = [{} for _ in pairs]
         version.winners = [0] * len(spec.rankers)
         version.p_sequential = [1.0] * len(pairs)
+        version.no_clicks = (0.0,) * len(pairs)
         version.arms = {name: _Arm() for name in spec.rankers} if method is None else {}
         self._versions[key] = version
 
@@ -210,7 +212,16 @@ class LiveFigures:
             if arm is not None:
                 arm.impressions += 1
             return None
-        return self._move(version, record, None, ())
+        # No clicks yet: a tie under every credit rule (`interleave.Method.credit`), so each
+        # pair's outcome is 0 and the method need not be asked; there is no outright winner.
+        unit = record.unit_id
+        for units in version.pair_units:
+            sums = units.get(unit)
+            if sums is None:
+                sums = units[unit] = _UnitSums()
+            sums.impressions += 1
+            sums.ties += 1
+        return version.no_clicks
 
     def click(
         self,

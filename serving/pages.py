@@ -15,7 +15,9 @@ leaves it out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import cast
+
+import msgspec
 
 import interleave
 
@@ -24,8 +26,7 @@ __all__ = ["ShownPage", "failure_reason", "interleaved_page", "single_page"]
 _DEPTH_DEPENDENT = frozenset({"optimized"})
 
 
-@dataclass(frozen=True, slots=True)
-class ShownPage:
+class ShownPage(msgspec.Struct, frozen=True, gc=False):
     """One page of results.
 
     Attributes:
@@ -79,8 +80,9 @@ def interleaved_page(
         ValueError: Every list is None, or `page` is outside 1..max_page.
     """
     _check_page(page, max_page)
-    reason = failure_reason(names, lists)
-    if reason is not None:
+    if None in lists:
+        reason = failure_reason(names, lists)
+        assert reason is not None
         survivor = next((i for i, ids in enumerate(lists) if ids is not None), None)
         if survivor is None:
             raise ValueError("every ranker failed: there is no list to show")
@@ -96,18 +98,15 @@ def interleaved_page(
             deeper=deeper,
         )
     depth = page_size * (max_page if method.name in _DEPTH_DEPENDENT else page)
-    draft = method.interleave_seeded(
-        [tuple(ids) for ids in lists if ids is not None], k=depth, seed=seed, scheme=seed_scheme
-    )
+    every = cast("Sequence[Sequence[str]]", lists)  # none failed
+    draft = method.interleave_seeded(every, k=depth, seed=seed, scheme=seed_scheme)
     start = (page - 1) * page_size
     end = start + page_size
     more = page < max_page and (deeper or _union_size(lists) > end)
-    return ShownPage(
-        doc_ids=tuple(map(str, draft.docs[start:end])),
-        teams=tuple(draft.teams[start:end]),
-        page_start=start,
-        has_more=more,
-    )
+    docs, teams = draft.docs, draft.teams
+    if start or len(docs) > end:
+        docs, teams = docs[start:end], teams[start:end]
+    return ShownPage(cast("tuple[str, ...]", docs), teams, start, more)
 
 
 def single_page(

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, cast
 from urllib.parse import quote
 
 import msgspec
@@ -517,29 +517,40 @@ class SearchService:
             lists = list(held)
             for i, ids in zip(missing, ranked, strict=True):
                 lists[i] = ids
-        interleaving = state is not None and state.config.design is Design.INTERLEAVING
-        seed = interleave.seed_for(state.spec.salt, unit_id, key) if state and interleaving else 0
+        if state is None:
+            experiment_id, version, design = "", 0, Design.AB
+        else:
+            experiment_id, version, design = (
+                state.config.id,
+                state.spec.version,
+                state.config.design,
+            )
+        seed = 0
+        if design is Design.INTERLEAVING:
+            assert state is not None
+            seed = interleave.seed_for(state.spec.salt, unit_id, key)
         shown = self._page(route, lists, seed, page, page_size)
         now = datetime.now(UTC)
-        records: list[Assignment | Impression] = []
-        exposure = None
+        assignment = None
         if state is not None:
-            exposure = (state.id, state.version, unit_id)
+            exposure = (experiment_id, version, unit_id)
             if exposure not in self._assigned:
                 self._assigned.add(exposure)
-                records.append(Assignment(state.id, state.version, unit_id, route.treatment, now))
-            else:
-                exposure = None
+                assignment = Assignment(experiment_id, version, unit_id, route.treatment, now)
         impression = Impression(
             impression_id=self._ids.new(),
-            experiment_id=state.id if state is not None else "",
-            experiment_version=state.version if state is not None else 0,
+            experiment_id=experiment_id,
+            experiment_version=version,
             unit_id=unit_id,
             query_id=key,
-            design=state.config.design if state is not None else Design.AB,
+            design=design,
             treatment=route.treatment,
             rankers=route.rankers,
-            lists=tuple(ids if ids is not None else () for ids in lists),
+            lists=(
+                cast("tuple[tuple[str, ...], ...]", tuple(lists))
+                if None not in lists
+                else tuple(ids or () for ids in lists)
+            ),
             doc_ids=shown.doc_ids,
             teams=shown.teams,
             ts=now,
@@ -547,19 +558,20 @@ class SearchService:
             seed=seed,
             excluded=shown.excluded if state is not None else NO_EXPERIMENT,
         )
-        records.append(impression)
         try:
-            await self.journal.append(records)
+            await self.journal.append(
+                (impression,) if assignment is None else (assignment, impression)
+            )
         except JournalError:
-            if exposure is not None:
-                self._assigned.discard(exposure)
+            if assignment is not None:
+                self._assigned.discard((experiment_id, version, unit_id))
             raise
-        for record in records:
-            if isinstance(record, Assignment):
-                self.figures.assignment(record)
+        if assignment is not None:
+            self.figures.assignment(assignment)
         self._remember(_Shown(impression, self.figures.impression(impression)))
-        self.metrics.impressions.labels(impression.experiment_id or NO_EXPERIMENT).inc()
+        self.metrics.impressions.labels(experiment_id or NO_EXPERIMENT).inc()
         first = shown.page_start + 1
+        urls = self._urls
         return SearchOut(
             impression_id=impression.impression_id,
             query_id=key,
@@ -568,7 +580,7 @@ class SearchService:
             page_size=page_size,
             has_more=shown.has_more,
             results=[
-                SearchResult(doc, *self._result_urls(doc), first + i, i)
+                SearchResult(doc, *(urls.get(doc) or self._result_urls(doc)), first + i, i)
                 for i, doc in enumerate(shown.doc_ids)
             ],
         )
@@ -625,6 +637,10 @@ class SearchService:
         Counted only when it answers (cached lists as hits; a list read from the table as a
         miss, then cached), so that `_ranked` never counts a lookup a second time.
         """
+        if page == 1 and not deep:  # the common case: one list, usually cached
+            held = self.rankings.hit((name, key, page_size))
+            if held is not None:
+                return held
         if deep or page == 1:
             depths: Sequence[int] = (
                 page_size * self.config.limits.max_page if deep else page_size,
@@ -675,12 +691,19 @@ class SearchService:
         page_size: int,
     ) -> ShownPage:
         max_page = self.config.limits.max_page
-        if all(ids is None for ids in lists):
+        depth = page * page_size
+        deeper = False  # a list is as long as this page: the ranker may hold more
+        answered = False
+        for ids in lists:
+            if ids is not None:
+                answered = True
+                if len(ids) >= depth:
+                    deeper = True
+        if not answered:
             raise RankersFailedError(
                 f"every ranker failed or timed out ({', '.join(route.rankers)}); try again"
             )
         state = route.experiment
-        deeper = any(ids is not None and len(ids) >= page * page_size for ids in lists)
         if state is not None and state.config.design is Design.INTERLEAVING:
             shown = interleaved_page(
                 self._method(state),

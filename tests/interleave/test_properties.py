@@ -120,3 +120,13 @@ def test_a_seeded_page_is_the_page_of_its_generator(
                 list(lists), k=k, rng=interleave.rng_from_seed(seed, scheme)
             )
             assert method.interleave_seeded(list(lists), k=k, seed=seed, scheme=scheme) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(lists=lists2, k=ks, seed=seeds)
+def test_no_clicks_is_a_tie(lists: tuple[list[int], list[int]], k: int, seed: int) -> None:
+    for method in ALL:
+        page = method.interleave(list(lists), k=k, rng=interleave.rng_from_seed(seed))
+        credit = method.credit(page, [])
+        assert credit.winner is None
+        assert all(value == 0 for row in credit.pairwise for value in row)
