@@ -39,6 +39,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
 )
 from litestar.handlers import ASGIRouteHandler, BaseRouteHandler
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import (
     Components,
@@ -90,7 +91,7 @@ from serving.errors import (
     UploadTooLargeError,
 )
 from serving.loading import check_rankers, load_corpus, load_ranker
-from serving.metrics import CONTENT_TYPE
+from serving.metrics import CONTENT_TYPE, Metrics
 from serving.service import SearchService, UploadedImage
 
 __all__ = ["UNIT_COOKIE", "UNIT_HEADER", "create_app"]
@@ -600,18 +601,20 @@ async def _close_pools(pools: Mapping[int, SessionPool]) -> None:
         await asyncio.to_thread(pool.close)
 
 
-def _metrics_middleware(app: ASGIApp) -> ASGIApp:
+def _metrics_middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
     """Counts requests and their latency by route template and status.
 
     A plain ASGI wrapper rather than Litestar's `ASGIMiddleware`, whose per-request
     bookkeeping cost the search path several microseconds.
     """
+    route_metrics = metrics.route
+    clock = time.perf_counter
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = clock()
         status = 500
 
         async def capture(message: Message) -> None:
@@ -623,11 +626,9 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, capture)
         finally:
-            service: SearchService = scope["litestar_app"].state.service
-            route = str(scope.get("path_template", "unmatched"))
-            count, latency = service.metrics.route(route, status)
+            count, latency = route_metrics(str(scope.get("path_template", "unmatched")), status)
             count.inc()
-            latency.observe(time.perf_counter() - started)
+            latency.observe(clock() - started)
 
     return middleware
 
@@ -687,7 +688,7 @@ def create_app(
         exception_handlers=handlers,
         on_startup=[service.open],
         on_shutdown=[service.close, partial(_close_pools, pools)],
-        middleware=[_metrics_middleware],
+        middleware=[DefineMiddleware(_metrics_middleware, metrics=service.metrics)],
         request_max_body_size=config.limits.max_upload_bytes + _MULTIPART_SLACK,
         openapi_config=OpenAPIConfig(
             title="Braid search",
