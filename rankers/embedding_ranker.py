@@ -111,11 +111,11 @@ class EmbeddingRanker:
             UnknownItemError: `corpus_id` is not in the corpus.
             ValueError: `k` is not positive.
         """
-        found = self._index.neighbours(self._corpus.index_of(corpus_id), check_k(k))
+        found = self._index.neighbour_lists(self._corpus.index_of(corpus_id), check_k(k))
         if found is None:
             return None
         ids = self._corpus.ids
-        return Ranking(tuple(ids[key] for key in found[0].tolist()), tuple(found[1].tolist()))
+        return Ranking(tuple([ids[key] for key in found[0]]), tuple(found[1]))
 
     def rank(self, query: Query, k: int) -> Ranking:
         """The `k` most similar corpus images (fewer only if the corpus is smaller).

@@ -84,6 +84,27 @@ def test_a_corpus_smaller_than_the_table_pads_it() -> None:
     found = alone.neighbours(0, 10)
     assert found is not None
     assert found[0].size == 0
+    assert alone.neighbour_lists(0, 10) == ([], [])
+
+
+def test_neighbour_lists_are_the_tables_rows_as_lists() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex.build(
+        vectors,
+        model=_Fixed(8),
+        corpus=made_up_corpus("forty", 40),
+        settings=IndexSettings(neighbours=60),  # deeper than the corpus: padded rows
+    )
+    for row in range(40):
+        for k in (1, 5, 39, 60):
+            found = index.neighbours(row, k)
+            assert found is not None
+            assert index.neighbour_lists(row, k) == (found[0].tolist(), found[1].tolist())
+    assert index.neighbour_lists(0, 61) is None
+    with pytest.raises(IndexError):
+        index.neighbour_lists(40, 5)
 
 
 def test_the_table_is_saved_checked_and_optional(
