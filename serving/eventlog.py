@@ -95,8 +95,9 @@ _DECODERS: Final[dict[Kind, Callable[[bytes], Record]]] = {
 }
 _ENCODER: Final = msgspec.json.Encoder()
 _SEGMENT_GLOB: Final = "segment-*.jsonl"
-_ZEROED: Final = 4 * 1024 * 1024
-"""Bytes of zeros written ahead of the records at a time (a few thousand records)."""
+_ZEROED: Final = 1024 * 1024
+"""Bytes of zeros written ahead of the records at a time (about 600 impressions): the fsync
+that flushes them takes about 1 ms here (4 for 4 MiB), once per chunk."""
 _INTENT: Final = "compaction.intent"
 _COMPACTION_LOCK: Final = ".compaction.lock"
 _NULLABLE: Final = frozenset({"excluded"})  # the only field a record may leave null

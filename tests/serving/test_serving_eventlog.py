@@ -210,7 +210,7 @@ def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
     (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
     padded = segment.read_bytes()
     whole = padded.rstrip(b"\0")  # the records, without the zeros written ahead of them
-    assert len(padded) % (4 * 1024 * 1024) == 0
+    assert len(padded) % (1024 * 1024) == 0
     assert set(padded[len(whole) :]) == {0}
     assert read_segment(segment).records == tuple(records(4))
     segment.write_bytes(whole + encode_record(impression(99))[:40])  # a crash mid-write
