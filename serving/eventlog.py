@@ -6,10 +6,10 @@ appended to a journal in ``LOGDIR/journal/``, one checksummed line per record::
     <crc32 of the rest, 8 hex digits> <kind> <the record as JSON>\\n
 
 `Journal.append` (on the server's event loop) returns a future that completes only after the
-records are written and fdatasynced: a request is acknowledged after that. The appends of
-one turn of the loop are written by one ``write``; a helper process (`serving._syncer`)
-fdatasyncs on request, one fsync at a time, and every group written while one runs shares
-the next (group commit), so many concurrent requests share each fsync and throughput holds.
+records are written and fdatasynced: a request is acknowledged after that. A helper process
+(`serving._syncer`) fdatasyncs on request, one fsync at a time. The appends made while one
+runs are written by one ``write`` when it ends and share the next (group commit): many
+concurrent requests share each write and each fsync, so throughput holds.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
@@ -268,11 +268,13 @@ class Journal:
     left), `append` records, `rotate` before compacting, and `close` when done. Not for
     several processes at once: the service locks the log directory.
 
-    Appends made during one turn of the loop are written together by one ``write`` on the
-    loop's thread (a few microseconds: it only reaches the page cache). Durability comes
-    from a helper process (`serving._syncer`) that fdatasyncs the segment on request, one
-    request in flight at a time: the groups written while one fsync runs share the next
-    (group commit). The process keeps the fsync off this interpreter's GIL (see its module).
+    Appends are written by one ``write`` on the loop's thread (a few microseconds: it only
+    reaches the page cache) at the end of the loop's turn, or, while an fsync runs, when it
+    ends: a sync in flight could not cover them anyway, and waiting for it gathers them into
+    one write. Durability comes from a helper process (`serving._syncer`) that fdatasyncs
+    the segment on request, one request in flight at a time: what is written while one
+    fsync runs shares the next (group commit). The process keeps the fsync off this
+    interpreter's GIL (see its module).
     """
 
     def __init__(self, logdir: str | os.PathLike[str], *, fsync: bool = True) -> None:
@@ -391,7 +393,7 @@ class Journal:
         self._buffer.append(b"".join([encode_record(r) for r in records]))
         self._buffered.append(waiter)
         self._buffered_records += len(records)
-        if not self._scheduled:
+        if not self._scheduled and not self._syncing:  # else: written when the sync ends
             self._scheduled = True
             self._loop.call_soon(self._flush)
         return waiter
@@ -563,8 +565,10 @@ class Journal:
                 _settle((w for g in groups for w in g.waiters), self._broken)
                 return
             self._committed(groups, seconds)
-            if self._written and self._broken is None:
-                self._ask()
+            if self._broken is None:
+                self._flush()  # what was appended while the sync ran, as one write
+                if self._written and not self._syncing:
+                    self._ask()
             return  # one sync is in flight at a time: no other answer can be waiting
 
     def _committed(self, groups: Sequence[_Group], seconds: float) -> None:
