@@ -637,10 +637,16 @@ class SearchService:
         Counted only when it answers (cached lists as hits; a list read from the table as a
         miss, then cached), so that `_ranked` never counts a lookup a second time.
         """
-        if page == 1 and not deep:  # the common case: one list, usually cached
-            held = self.rankings.hit((name, key, page_size))
-            if held is not None:
-                return held
+        if page == 1 and not deep:  # the common case: one list, cached or in the table
+            wanted = (name, key, page_size)
+            held = self.rankings.hit(wanted)
+            if held is None:
+                held = self._table_list(name, key, page_size)
+                if held is not None:
+                    self.rankings.misses += 1
+                    self.rankings.put(wanted, held)
+                    self.metrics.ranker_table_reads.labels(name).inc()
+            return held
         if deep or page == 1:
             depths: Sequence[int] = (
                 page_size * self.config.limits.max_page if deep else page_size,
