@@ -245,12 +245,12 @@ class Method(ABC):
     def interleave_seeded(
         self, lists: Sequence[Iterable[DocId]], *, k: int, seed: int, scheme: str = SEED_SCHEME
     ) -> Page:
-        """The page `interleave` makes with ``rng_from_seed(seed, scheme)``: what an
-        impression's logged seed stands for.
+        """The page `interleave` makes with ``rng_from_seed(seed, scheme)``.
 
-        Methods that read only the generator's raw words override it to read them from
-        `interleave.seeding.seed_words`, which gives the same words without building a
-        generator (a server drafts a page per request).
+        That is the page an impression's logged seed stands for. Methods that read only the
+        generator's raw words override it to read them from `interleave.seeding.seed_words`,
+        which gives the same words without building a generator (a server drafts a page per
+        request).
         """
         return self.interleave(lists, k=k, rng=rng_from_seed(seed, scheme))
 

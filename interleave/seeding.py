@@ -115,8 +115,9 @@ def rng_from_seed(seed: int, scheme: str = SEED_SCHEME) -> np.random.Generator:
 
 
 def seed_words(seed: int, scheme: str = SEED_SCHEME) -> Callable[[], int]:
-    """A function returning, call after call, the raw 64-bit words of
-    ``rng_from_seed(seed, scheme).bit_generator.random_raw()``, without building the generator
+    """The raw 64-bit words of ``rng_from_seed(seed, scheme)``, one per call.
+
+    They are ``bit_generator.random_raw()``'s words, computed without building the generator
     (under the legacy scheme it is built: numpy's SeedSequence hashing is not reproduced).
 
     Raises:

@@ -623,8 +623,10 @@ class VectorIndex:
         return keys[:found].astype(np.int64), self._neighbour_scores[key, :found].copy()
 
     def neighbour_lists(self, key: int, k: int) -> tuple[list[int], list[float]] | None:
-        """`neighbours` as Python lists (what a server turns into ids): two conversions in C,
-        where arrays cost a search by corpus id a few numpy calls more."""
+        """`neighbours` as Python lists, what a server turns into ids.
+
+        Two conversions in C, where arrays cost a search by corpus id a few numpy calls more.
+        """
         table = self._neighbour_keys
         if table is None or self._neighbour_scores is None or k > table.shape[1]:
             return None

@@ -358,6 +358,7 @@ class _JSONAnswer:
 _SEARCH_ENCODER: Final = msgspec.json.Encoder()
 
 
+_ALLOW: Final = [(b"allow", b"POST, OPTIONS")]
 _SEARCH_DESCRIPTION: Final = (
     "Search by an uploaded image (multipart field `image`), a corpus image id, or an earlier "
     "upload's query id. The unit id comes from the `unit_id` field, the X-Unit-Id header or "
@@ -367,9 +368,11 @@ _SEARCH_DESCRIPTION: Final = (
 
 
 class _SearchRoute(ASGIRouteHandler):
-    """The route handler of `search`: an ASGI handler that `Request.form` can read uploads
-    through, as it asks the route for its body limit (HTTP handlers resolve it; ASGI handlers
-    do not)."""
+    """The ASGI route handler of `search`, with the body limit `Request.form` asks for.
+
+    `Request.form` (uploads) asks the route for its body limit: HTTP handlers resolve it from
+    their layers, ASGI handlers do not, so this one does the same.
+    """
 
     def resolve_request_max_body_size(self) -> int | None:
         for layer in reversed(self.ownership_layers[:-1]):  # the routers, then the app
@@ -392,7 +395,11 @@ async def search(scope: Scope, receive: Receive, send: Send) -> None:
     about 35 us a request. `_document_search` adds the operation to the OpenAPI schema.
     """
     if scope["type"] != ScopeType.HTTP or scope["method"] != "POST":
-        raise MethodNotAllowedException(headers={"Allow": "POST"})
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": _ALLOW})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        raise MethodNotAllowedException(headers={"Allow": "POST, OPTIONS"})
     service: SearchService = scope["litestar_app"].state.service
     form = await _read_search(scope, receive, service.config.limits.max_upload_bytes)
     unit_id, _ = _unit_id(scope, receive, form.unit_id)
@@ -428,7 +435,10 @@ def _document_search(app: Litestar) -> None:
     schema = app.openapi_schema  # built once and kept: what /schema serves
     assert documented.paths is not None
     schema.paths = {"/search": documented.paths["/search"], **(schema.paths or {})}
-    schema.components.schemas.update(documented.components.schemas)
+    for name, component in documented.components.schemas.items():
+        known = schema.components.schemas.setdefault(name, component)
+        if known != component:
+            raise RuntimeError(f"two different OpenAPI components are named {name!r}")
 
 
 def _unit_cookie(unit_id: str) -> str:

@@ -69,8 +69,10 @@ class RankingCache:
         return found  # type: ignore[return-value]
 
     def hit(self, key: RankingKey) -> tuple[str, ...] | None:
-        """The list held for `key` (now the most recently used, counted as a hit), or None
-        (counted as nothing: the caller looks elsewhere first, and counts what it finds)."""
+        """The list held for `key` (now the most recently used, counted as a hit), or None.
+
+        A miss is not counted: the caller looks elsewhere first, and counts what it finds.
+        """
         found = self._entries.get(key)
         if found is not None:
             self.hits += 1

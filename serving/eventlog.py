@@ -25,9 +25,9 @@ sees the intent and drops every record whose key (assignment: experiment, versio
 impression id; click id) is already in Parquet, so no event is lost or written twice.
 
 Recovery (`Journal.open`) treats every segment left by an earlier process as sealed. A line
-without its newline or with a bad checksum at the end of a segment is a write torn by a crash
-(never acknowledged, since acknowledgement waits for the fsync): it is dropped and counted,
-never fatal.
+without its newline or with a bad checksum at the end of a segment, or with zeros inside, is
+a write torn by a crash (never acknowledged, since acknowledgement waits for the fsync): it is
+dropped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ _KIND_OF: Final[dict[type, Kind]] = {
     Click: Kind.CLICKS,
 }
 _KINDS: Final[dict[bytes, Kind]] = {kind.value.encode(): kind for kind in Kind}
+_PREFIX: Final[dict[type, bytes]] = {kind: f"{name} ".encode() for kind, name in _KIND_OF.items()}
 _DECODERS: Final[dict[Kind, Callable[[bytes], Record]]] = {
     Kind.ASSIGNMENTS: msgspec.json.Decoder(Assignment).decode,
     Kind.IMPRESSIONS: msgspec.json.Decoder(Impression).decode,
@@ -111,9 +112,6 @@ _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
 def journal_dir(logdir: str | os.PathLike[str]) -> Path:
     """The journal folder of a log directory."""
     return Path(logdir) / "journal"
-
-
-_PREFIX: Final[dict[type, bytes]] = {kind: f"{name} ".encode() for kind, name in _KIND_OF.items()}
 
 
 def encode_record(record: Record) -> bytes:
@@ -169,8 +167,9 @@ class SegmentRead:
 
     Attributes:
         records: The intact records, in write order.
-        torn: 1 if the last line was torn by a crash (dropped), else 0.
-        corrupt: Lines dropped (and logged) other than a torn last one: their checksum fails,
+        torn: Lines torn by a crash (dropped): the last one, or one with unwritten space
+            (zeros) inside; never an acknowledged record.
+        corrupt: Lines dropped (and logged) other than torn ones: their checksum fails,
             or it holds but the line is no record.
     """
 
@@ -193,8 +192,11 @@ def read_segment(path: str | os.PathLike[str]) -> SegmentRead:
 
 
 def _segment_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[Kind, bytes]], int, int]:
-    """The kind and JSON of each intact line of a segment, then whether its last line was
-    torn (0 or 1) and how many lines before it failed their checksum (logged)."""
+    """The kind and JSON of each intact line of a segment, the torn lines, the corrupt ones.
+
+    Torn: the last line (cut by a crash), and any line with unwritten space inside (a write
+    a crash cut, never acknowledged). Corrupt (logged): other lines failing their checksum.
+    """
     # The zeros written ahead of the records are no line; a record written into them and cut
     # by a crash is the torn tail.
     lines = Path(path).read_bytes().rstrip(b"\0").split(b"\n")
@@ -203,6 +205,7 @@ def _segment_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[Kind, bytes
     out: list[tuple[Kind, bytes]] = []
     corrupt = 0
     for number, line in enumerate(lines):
+        holed = b"\0" in line
         if line[:1] == b"\0":
             # Unwritten space before a line: a crash kept a later write but not an earlier
             # one, never acknowledged (acknowledgement waits for the fsync covering both).
@@ -214,6 +217,8 @@ def _segment_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[Kind, bytes
             out.append(checked)
         elif number == len(lines) - 1 and not torn:
             torn = 1  # the last whole line can be torn too, if a crash cut a multi-line write
+        elif holed:
+            torn += 1  # unwritten space in it: a write a crash cut (no line holds a NUL)
         else:
             corrupt += 1
             logger.warning("%s: line %d fails its checksum; dropped", path, number + 1)
@@ -269,11 +274,12 @@ class Journal:
     several processes at once: the service locks the log directory.
 
     Appends are written by one ``write`` on the loop's thread (a few microseconds: it only
-    reaches the page cache) at the end of the loop's turn, or, while an fsync runs, when it
-    ends: a sync in flight could not cover them anyway, and waiting for it gathers them into
-    one write. Durability comes from a helper process (`serving._syncer`) that fdatasyncs
-    the segment on request, one request in flight at a time: what is written while one
-    fsync runs shares the next (group commit). The process keeps the fsync off this
+    reaches the page cache; a second one writes the next zeros when the records reach them)
+    at the end of the loop's turn, or, while an fsync runs, when it ends: a sync in flight
+    could not cover them anyway, and waiting for it gathers them into one write. Durability
+    comes from a helper process (`serving._syncer`) that fdatasyncs the segment on request,
+    one request in flight at a time: what is written while one fsync runs shares the next
+    (group commit). The process keeps the fsync off this
     interpreter's GIL (see its module).
     """
 
@@ -621,7 +627,7 @@ class CompactionReport:
         segments: Segments compacted (and deleted).
         written: Records written to Parquet, by kind.
         skipped: Records already in Parquet (a crashed compaction's leftovers), by kind.
-        torn: Torn last lines dropped.
+        torn: Torn lines dropped (see `SegmentRead.torn`).
         corrupt: Corrupt lines dropped (as `SegmentRead.corrupt` counts them).
         resumed: Whether an interrupted compaction was finished.
     """

@@ -3,7 +3,8 @@
 The metrics every search updates (requests and their latency, impressions, clicks, refusals,
 table reads) are `LoopCounter`s and `LoopHistogram`s: plain numbers changed by the event loop's
 thread alone and read when scraped. prometheus_client's own take a lock and cost the search
-path microseconds a request. Metrics updated from worker threads stay prometheus_client's.
+path microseconds a request; the others (ranker failures and timings, batch sizes, journal
+gauges) are prometheus_client's. Unlike those, the loop metrics export no ``_created`` series.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class _Count:
         self.value = 0
 
     def inc(self, amount: int = 1) -> None:
+        if amount < 0:
+            raise ValueError(f"a counter only goes up, not by {amount}")
         self.value += amount
 
 
@@ -87,6 +90,7 @@ class LoopCounter(Collector):
         return child
 
     def collect(self) -> Iterator[Metric]:
+        """The counter's family, one sample per label values (what a scrape reads)."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for values, child in list(self._children.items()):
             family.add_metric(values, child.value)
@@ -115,6 +119,7 @@ class LoopHistogram(Collector):
         return child
 
     def collect(self) -> Iterator[Metric]:
+        """The histogram's family: cumulative buckets, count and sum per label values."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         edges = [*(repr(b) for b in self.bounds), "+Inf"]
         for values, child in list(self._children.items()):

@@ -445,8 +445,14 @@ def test_bad_searches(
 def test_search_takes_only_post(client: TestClient[Litestar], method: str) -> None:
     response = client.request(method, "/search")
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "POST, OPTIONS"
     assert response.json()["status_code"] == 405
+
+
+def test_search_answers_options(client: TestClient[Litestar]) -> None:
+    response = client.options("/search")
+    assert response.status_code == 204
+    assert response.headers["allow"] == "POST, OPTIONS"
 
 
 def test_page_past_the_last_result(make_client: ClientFactory) -> None:

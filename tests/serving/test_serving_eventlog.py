@@ -228,6 +228,15 @@ def test_a_torn_tail_is_dropped_not_fatal(tmp_path: Path) -> None:
     segment.write_bytes(hole + padded[len(hole) :])
     read = read_segment(segment)
     assert (read.torn, read.corrupt, len(read.records)) == (0, 0, 11)
+    # ... or kept a part of a line only: torn, not corrupt.
+    for part in (
+        lines[1][:20] + b"\0" * (len(lines[1]) - 20),
+        b"\0" * 20 + lines[1][20:],
+    ):
+        hole = b"\n".join([*lines[:1], part, *lines[2:]])
+        segment.write_bytes(hole + padded[len(hole) :])
+        read = read_segment(segment)
+        assert (read.torn, read.corrupt, len(read.records)) == (1, 0, 11)
     middle = whole.replace(b"imp-1", b"imp-X", 1)  # a corrupt line inside
     segment.write_bytes(middle)
     read = read_segment(segment)
@@ -436,3 +445,53 @@ def test_compaction_keeps_the_first_of_a_key_and_drops_lines_that_do_not_decode(
     frame = scan(tmp_path, Kind.IMPRESSIONS).collect()
     assert frame["impression_id"].to_list() == ["imp-1", "imp-2"]
     assert frame["query_id"].to_list() == ["q-1", "q-2"]  # the first of imp-1, not the repeat
+
+
+def test_appends_made_during_an_fsync_are_written_together_when_it_ends(tmp_path: Path) -> None:
+    import signal
+
+    async def body(journal: Journal) -> tuple[tuple[Record, ...], int, int]:
+        await journal.append([impression(0)])
+        segment, syncer = journal._file, journal._syncer
+        assert segment is not None
+        assert syncer is not None
+        before = journal.stats.commits
+        syncer.send_signal(signal.SIGSTOP)  # the next fsync stays in flight
+        try:
+            first = journal.append([impression(1)])
+            await asyncio.sleep(0.05)  # written, its fsync asked for
+            held = [journal.append([impression(i)]) for i in (2, 3)]
+            await asyncio.sleep(0.05)
+            on_disk = read_segment(segment).records
+        finally:
+            syncer.send_signal(signal.SIGCONT)
+        await asyncio.gather(first, *held)
+        return on_disk, journal.stats.commits - before, len(read_segment(segment).records)
+
+    on_disk, commits, durable = journal_run(tmp_path, body)
+    assert on_disk == (impression(0), impression(1))  # 2 and 3 waited for the fsync to end
+    assert commits == 2  # 1's fsync, then one for 2 and 3 together
+    assert durable == 4
+
+
+def test_close_writes_and_syncs_appends_held_behind_an_fsync(tmp_path: Path) -> None:
+    import signal
+
+    async def main() -> list[BaseException | None]:
+        journal = Journal(tmp_path)
+        journal.open()
+        await journal.append([impression(0)])
+        assert journal._syncer is not None
+        journal._syncer.send_signal(signal.SIGSTOP)
+        first = journal.append([impression(1)])
+        await asyncio.sleep(0.05)
+        held = journal.append([impression(2)])
+        closing = asyncio.ensure_future(journal.close())
+        await asyncio.sleep(0.05)
+        journal._syncer.send_signal(signal.SIGCONT)
+        await closing
+        return [first.exception(), held.exception()]
+
+    assert asyncio.run(main()) == [None, None]
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    assert read_segment(segment).records == (impression(0), impression(1), impression(2))

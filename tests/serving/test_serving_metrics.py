@@ -46,6 +46,9 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     assert samples[("braid_request_seconds_sum", (route,))] == pytest.approx(9.2045)
 
 
-def test_wrong_label_count_is_refused() -> None:
+def test_wrong_label_count_and_a_decrement_are_refused() -> None:
+    metrics = Metrics()
     with pytest.raises(ValueError, match="takes labels"):
-        Metrics().requests.labels("/search")
+        metrics.requests.labels("/search")
+    with pytest.raises(ValueError, match="only goes up"):
+        metrics.clicks.labels("exp").inc(-1)
