@@ -21,6 +21,27 @@ from pathlib import Path
 os.nice(19)
 os.environ["POLARS_MAX_THREADS"] = "1"
 
+
+def _idle_io() -> None:
+    """Put this process's disk I/O in the idle class (Linux `ioprio_set`), where the disk
+    serves it only when nothing else waits: the server's fsyncs go first. Elsewhere, or
+    where the kernel refuses, it stays best-effort."""
+    import ctypes
+
+    who_process, idle_class, class_shift = 1, 3, 13  # IOPRIO_WHO_PROCESS, IOPRIO_CLASS_IDLE
+    numbers = {"x86_64": 251, "aarch64": 30}  # __NR_ioprio_set
+    number = numbers.get(os.uname().machine)
+    if number is None:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall(number, who_process, 0, idle_class << class_shift)
+    except (OSError, AttributeError):
+        pass
+
+
+_idle_io()
+
 from serving.eventlog import compact  # noqa: E402 (after the settings above)
 
 

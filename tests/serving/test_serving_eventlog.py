@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -495,3 +497,17 @@ def test_close_writes_and_syncs_appends_held_behind_an_fsync(tmp_path: Path) -> 
     assert asyncio.run(main()) == [None, None]
     (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
     assert read_segment(segment).records == (impression(0), impression(1), impression(2))
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.uname().machine != "x86_64", reason="ioprio_get number"
+)
+def test_the_compactor_runs_at_the_lowest_cpu_and_io_priority() -> None:
+    code = (
+        "import ctypes, os, serving._compactor\n"
+        "print(os.nice(0), ctypes.CDLL(None).syscall(252, 1, 0))"  # __NR_ioprio_get
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    niceness, ioprio = map(int, out.stdout.split())
+    assert niceness == 19
+    assert ioprio >> 13 == 3  # IOPRIO_CLASS_IDLE: the server's fsyncs go first
