@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -71,23 +71,36 @@ class _Buckets:
         self.sum += value
 
 
-class LoopCounter(Collector):
-    """A labelled counter for one thread's use: ``counter.labels(*values).inc()``."""
+_Child = TypeVar("_Child", _Count, _Buckets)
+
+
+class _LoopFamily(Collector, Generic[_Child]):
+    """Children by label values, made on first use; `collect` reads them when scraped."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _Count] = {}
+        self._children: dict[tuple[str, ...], _Child] = {}
 
-    def labels(self, *values: str) -> _Count:
-        """The counter of these label values (made on first use)."""
+    def labels(self, *values: str) -> _Child:
+        """The child of these label values (made on first use)."""
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = _Count()
+            child = self._children[values] = self._child()
         return child
+
+    def _child(self) -> _Child:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopFamily[_Count]):
+    """A labelled counter for one thread's use: ``counter.labels(*values).inc()``."""
+
+    def _child(self) -> _Count:
+        return _Count()
 
     def collect(self) -> Iterator[Metric]:
         """The counter's family, one sample per label values (what a scrape reads)."""
@@ -97,26 +110,17 @@ class LoopCounter(Collector):
         yield family
 
 
-class LoopHistogram(Collector):
+class LoopHistogram(_LoopFamily[_Buckets]):
     """A labelled histogram for one thread's use: ``histogram.labels(*values).observe(x)``."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
     ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames)
         self.bounds = tuple(sorted(float(b) for b in buckets))
-        self._children: dict[tuple[str, ...], _Buckets] = {}
 
-    def labels(self, *values: str) -> _Buckets:
-        """The histogram of these label values (made on first use)."""
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = _Buckets(self.bounds)
-        return child
+    def _child(self) -> _Buckets:
+        return _Buckets(self.bounds)
 
     def collect(self) -> Iterator[Metric]:
         """The histogram's family: cumulative buckets, count and sum per label values."""
