@@ -20,7 +20,7 @@ credit rule does not use it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,18 +86,16 @@ class Balanced(Method):
     def interleave(
         self, lists: Sequence[Iterable[DocId]], *, k: int, rng: np.random.Generator
     ) -> Page:
-        a, b = prepare_lists(lists, 2)
-        k = check_k(k)
-        a_first = bool(check_rng(rng).bit_generator.random_raw() & 1)
-        docs, teams = merge(a, b, k, a_first)
-        return Page(self.name, (a, b), tuple(docs), tuple(teams))
+        return self._page(lists, k, check_rng(rng).bit_generator.random_raw)
 
     def interleave_seeded(
         self, lists: Sequence[Iterable[DocId]], *, k: int, seed: int, scheme: str = SEED_SCHEME
     ) -> Page:
+        return self._page(lists, k, seed_words(seed, scheme))
+
+    def _page(self, lists: Sequence[Iterable[DocId]], k: int, raw: Callable[[], int]) -> Page:
         a, b = prepare_lists(lists, 2)
-        k = check_k(k)
-        docs, teams = merge(a, b, k, bool(seed_words(seed, scheme)() & 1))
+        docs, teams = merge(a, b, check_k(k), bool(raw() & 1))
         return Page(self.name, (a, b), tuple(docs), tuple(teams))
 
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:

@@ -219,8 +219,7 @@ class LiveFigures:
             sums = units.get(unit)
             if sums is None:
                 sums = units[unit] = _UnitSums()
-            sums.impressions += 1
-            sums.ties += 1
+            sums.move(None, 0.0)
         return version.no_clicks
 
     def click(
