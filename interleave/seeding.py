@@ -18,8 +18,8 @@ Generators from these seeds do not `spawn` (no SeedSequence behind them).
 `seed_words` gives the same generator's raw 64-bit words without building it: PCG64's
 seeding and step (O'Neill's XSL-RR 128/64, as numpy implements it) in plain integers. Methods
 that read only raw words (team-draft, balanced) draft a page from a logged seed with it
-(`Method.interleave_seeded`): a numpy Generator costs a server 6-16 us a page to build, the
-words about 1.
+(`Method.interleave_seeded`): building a numpy Generator was a large share of a page's cost
+(`python -m benchmarks.interleave` times pages both ways).
 """
 
 from __future__ import annotations

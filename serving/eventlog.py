@@ -13,9 +13,10 @@ concurrent requests share each write and each fsync, so throughput holds.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
-size to the file system's journal (4 times slower on the disks measured: 0.28 against 1.1 ms
-at the median). PostgreSQL pre-zeroes its WAL segments for the same reason. A run of NUL bytes
-is unwritten space: readers skip it (a line never holds a NUL: JSON escapes it).
+size to the file system's journal (1.2 to 4 times as long at the median on the disks measured
+here; `benchmarks/journal_fsync.py` times both). PostgreSQL pre-zeroes its WAL segments for
+the same reason. A run of NUL bytes is unwritten space: readers skip it (a line never holds a
+NUL: JSON escapes it).
 
 The journal is split into numbered segments. `compact` moves sealed segments into Parquet
 parts of the `analysis.schema` layout (``LOGDIR/{assignments,impressions,clicks}/``) with

@@ -1,0 +1,158 @@
+"""Serving cost per request in-process: the app's own work, without sockets or HTTP parsing.
+
+The real app (embedded defaults: emoji corpus, effnet-lite0 against effnet-lite2, fsynced
+journal on the working directory's disk) and, as the reference, a bare Litestar app whose
+POST /search returns the same JSON are driven through ASGI directly, on uvloop: each of
+`--concurrency` tasks sends its next search (a corpus id, for one of 5,000 units) when the
+last is answered. One unmeasured pass over every corpus id fills the ranking cache first, so
+this is the searched-before case. CPU seconds per request are the process's, all threads.
+`benchmarks.serving` measures the same over real sockets.
+
+Run: python -m benchmarks.serving_inprocess [--requests 20000] [--concurrency 8 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+async def _drive(app: Any, bodies: Sequence[bytes], requests: int, concurrency: int) -> float:
+    """CPU microseconds per request for `requests` searches, `concurrency` at a time."""
+    turns = iter(range(requests))
+    failed = 0
+
+    async def one(body: bytes) -> None:
+        nonlocal failed
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/search", "raw_path": b"/search",
+            "root_path": "", "query_string": b"", "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8000), "state": {},
+            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                        (b"content-length", b"%d" % len(body))],
+        }  # fmt: skip
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                await asyncio.Event().wait()  # no disconnect while the answer is pending
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal failed
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                failed += 1
+
+        await app(scope, receive, send)
+
+    async def worker() -> None:
+        for turn in turns:
+            await one(bodies[turn % len(bodies)])
+
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if failed:
+        raise RuntimeError(f"{failed} searches failed")
+    return (time.process_time() - started) / requests * 1e6
+
+
+async def _lifespan(app: Any) -> tuple[asyncio.Queue[dict[str, str]], asyncio.Task[None]]:
+    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.ensure_future(app({"type": "lifespan", "state": {}}, inbox.get, outbox.put))
+    if (await outbox.get())["type"] != "lifespan.startup.complete":
+        raise RuntimeError("the app did not start")
+    return inbox, task
+
+
+async def _main(requests: int, concurrencies: Sequence[int], work: Path) -> None:
+    from litestar import Litestar, Response, post
+
+    from rankers import corpus as corpora
+    from serving.app import create_app
+    from serving.config import default_config
+
+    corpus = corpora.load("emoji")
+    bodies = [
+        json.dumps({"corpus_id": doc, "unit_id": f"bench-{i % 5000}"}).encode()
+        for i, doc in enumerate(corpus.ids)
+    ]
+    app = create_app(default_config().with_overrides(log_dir=work / "logs"))
+    inbox, life = await _lifespan(app)
+    gc.collect()
+    gc.freeze()  # as the server does after start-up
+    await _drive(app, bodies, len(bodies), 64)  # every id once: the ranking cache is full
+    payload = b""
+
+    async def capture(message: dict[str, Any]) -> None:
+        nonlocal payload
+        payload += message.get("body", b"")
+
+    await app(
+        {"type": "http", "method": "POST", "path": "/search", "raw_path": b"/search",
+         "root_path": "", "query_string": b"", "scheme": "http", "http_version": "1.1",
+         "headers": [(b"content-type", b"application/json")], "state": {}},
+        _once(bodies[0]), capture,
+    )  # fmt: skip
+
+    @post("/search", status_code=200, signature_namespace={"Response": Response})
+    async def bare_search() -> Response[bytes]:
+        return Response(payload, media_type="application/json")
+
+    bare = Litestar(route_handlers=[bare_search], logging_config=None)
+    print(f"{requests:,} searches by corpus id per point, searched before; CPU per request")
+    for concurrency in concurrencies:
+        ours = await _drive(app, bodies, requests, concurrency)
+        reference = await _drive(bare, bodies, requests, concurrency)
+        print(
+            f"concurrency {concurrency:>3}: the app {ours:6.1f} us, the bare Litestar handler "
+            f"{reference:5.1f} us ({ours / reference:.1f}x)"
+        )
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+
+
+def _once(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.serving_inprocess", description=__doc__
+    )
+    parser.add_argument("--requests", type=int, default=20_000, help="searches per point")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
+    args = parser.parse_args(argv)
+    import uvloop
+
+    Path(".cache").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-inprocess-", dir=".cache"))
+    try:
+        uvloop.run(_main(args.requests, args.concurrency, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
