@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -518,6 +519,45 @@ def test_logs_compact_into_the_analysis_schema(client: TestClient[Litestar]) -> 
     assert scan(logdir, Kind.IMPRESSIONS).collect().height == 1
     assert scan(logdir, Kind.CLICKS).collect()["click_id"].to_list() == ["z"]
     assert scan(logdir, Kind.ASSIGNMENTS).collect().height == 1
+
+
+def test_a_cancelled_compaction_waits_for_its_process(
+    tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling `compact_now` (as shutting down does) returns only once the compactor it
+    started has exited, so that no second compaction runs beside it."""
+    import subprocess
+
+    import serving.service as service_module
+
+    started: list[subprocess.Popen[bytes]] = []
+    real = subprocess.Popen
+
+    def spying(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        child = real(*args, **kwargs)
+        if "serving._compactor" in args[0]:
+            started.append(child)
+        return child
+
+    monkeypatch.setattr(service_module.subprocess, "Popen", spying)
+    service = create_app(make_config(tmp_path, corpus_dir)).state.service
+
+    async def run() -> None:
+        await service.open()
+        try:
+            await service.search(unit_id="u-cancel", corpus_id=IDS[3])
+            compacting = asyncio.ensure_future(service.compact_now())
+            while not started:
+                await asyncio.sleep(0.001)
+            compacting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await compacting
+            assert started[0].returncode == 0  # waited for, and it finished its turn
+        finally:
+            await service.close()
+
+    asyncio.run(run())
+    assert scan(Path(service.logdir), Kind.IMPRESSIONS).collect().height == 1
 
 
 def test_live_figures_match_the_analysis_of_the_served_log(client: TestClient[Litestar]) -> None:
