@@ -574,6 +574,11 @@ class SearchService:
         self.metrics.impressions.labels(experiment_id or NO_EXPERIMENT).inc()
         first = shown.page_start + 1
         urls = self._urls
+        results = []
+        for i, doc in enumerate(shown.doc_ids):
+            # Unpacked, not starred: a starred call takes the interpreter's slow call path.
+            thumbnail, full = urls.get(doc) or self._result_urls(doc)
+            results.append(SearchResult(doc, thumbnail, full, first + i, i))
         return SearchOut(
             impression_id=impression.impression_id,
             query_id=key,
@@ -581,10 +586,7 @@ class SearchService:
             page=page,
             page_size=page_size,
             has_more=shown.has_more,
-            results=[
-                SearchResult(doc, *(urls.get(doc) or self._result_urls(doc)), first + i, i)
-                for i, doc in enumerate(shown.doc_ids)
-            ],
+            results=results,
         )
 
     def image_url(self, doc: str) -> str:
