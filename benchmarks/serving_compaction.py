@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,7 @@ compact_seconds = 1000000
 """
 
 
-async def _longest_stall(start: object) -> float:
+async def _longest_stall(start: Callable[[], Awaitable[None]]) -> float:
     """The longest gap between two turns of the loop while `start()` runs to its end."""
     gaps: list[float] = []
     stop = asyncio.Event()
@@ -55,7 +57,7 @@ async def _longest_stall(start: object) -> float:
 
     task = asyncio.ensure_future(ticker())
     await asyncio.sleep(0.01)
-    await start()  # type: ignore[operator]
+    await start()
     stop.set()
     await task
     return max(gaps)
@@ -87,7 +89,7 @@ async def _spawn_stalls(rounds: int) -> dict[str, list[float]]:
     return stalls
 
 
-def _windows(port: int, requests: list[bytes], seconds: float) -> dict[str, float]:
+def _windows(port: int, requests: list[bytes], seconds: float) -> dict[str, Any]:
     answers: list[tuple[float, float, int]] = []
 
     async def run() -> None:
@@ -152,9 +154,13 @@ def main(argv: list[str] | None = None) -> None:
                 sys.executable, "-m", "serving", "--port", str(port),
                 "--log-dir", str(work / f"logs-{label}"), *extra,
             ]  # fmt: skip
+            parts = work / f"logs-{label}" / "impressions"
             with process(server, port, work / f"{label}.log"):
                 load(port, by_id, 64, 60.0, warmup=0.0, limit=len(by_id))  # fill the cache
+                before = len(list(parts.glob("part-*.parquet")))
                 results[label] = _windows(port, by_id, args.seconds)
+                # Each compaction writes one impressions part (counted before shutdown's).
+                results[label]["compactions"] = len(list(parts.glob("part-*.parquet"))) - before
     finally:
         shutil.rmtree(work, ignore_errors=True)
     reference = results["deferred"]["median"]
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  {name:<34} mean {r['mean']:6.0f} req/s, median window {r['median']:6.0f}, "
             f"lowest {r['lowest']:6.0f}, windows under 75% of the reference's median {low:4.0%}, "
-            f"p99 {r['p99']:5.2f} ms, errors {r['errors']:.0f}"
+            f"p99 {r['p99']:5.2f} ms, errors {r['errors']:.0f}, compactions {r['compactions']:.0f}"
         )
     share = results["compacting"]["mean"] / results["deferred"]["mean"]
     print(f"  compacting keeps {share:.0%} of the reference's mean rate")
