@@ -397,7 +397,7 @@ class SearchService:
         interpreter's GIL and at the lowest priority. It is started by `subprocess.Popen`,
         which execs it without copying this process (vfork), and waited for on a thread:
         the event loop's own subprocess support forks the whole server first, which stalls
-        the loop for about 10 ms with the models loaded (`benchmarks.serving_compaction`).
+        the loop for 7-9 ms with the models loaded (`benchmarks.serving_compaction`).
 
         Raises:
             JournalError: The compaction failed (the journal keeps the events).
