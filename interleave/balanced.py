@@ -93,6 +93,11 @@ class Balanced(Method):
     ) -> Page:
         return self._page(lists, k, seed_words(seed, scheme))
 
+    def coin_bits(self, k: int) -> int:
+        """One: the coin that says which list leads."""
+        check_k(k)
+        return 1
+
     def _page(self, lists: Sequence[Iterable[DocId]], k: int, raw: Callable[[], int]) -> Page:
         a, b = prepare_lists(lists, 2)
         docs, teams = merge(a, b, check_k(k), bool(raw() & 1))

@@ -254,6 +254,17 @@ class Method(ABC):
         """
         return self.interleave(lists, k=k, rng=rng_from_seed(seed, scheme))
 
+    def coin_bits(self, k: int) -> int | None:
+        """How many low bits of the first raw word decide a seeded page of `k` documents, or
+        None when that is not known (the default) or more than that word is read.
+
+        Two `interleave_seeded` calls with the same lists and `k` whose seeds' first words
+        (`interleave.seeding.first_word`) agree on these bits give the same page: a server
+        may keep pages by (lists, k, bits) and draft a popular query's page once per outcome
+        of its coins.
+        """
+        return None
+
     @abstractmethod
     def credit(self, page: Page, clicks: Iterable[int]) -> Credit:
         """Turn clicks (positions on `page`) into a credit for each ranker.

@@ -37,6 +37,7 @@ __all__ = [
     "LEGACY_SEED_SCHEME",
     "SEED_SCHEME",
     "SEED_SCHEMES",
+    "first_word",
     "rng_for",
     "rng_from_seed",
     "seed_for",
@@ -52,6 +53,9 @@ SEED_SCHEMES: Final = (SEED_SCHEME, LEGACY_SEED_SCHEME)
 _PERSON = b"braid.interleave"  # BLAKE2b personalisation: our hashes never collide with others'
 _PERSON_STATE = b"braid.pcg64"
 _PARTS: Final = struct.Struct("<Q")  # a part's length, before it
+_STATE_WORDS: Final = struct.Struct("<4Q")
+_SEED_HASH: Final = hashlib.blake2b(digest_size=8, person=_PERSON)  # copied, then updated
+_STATE_HASH: Final = hashlib.blake2b(digest_size=32, person=_PERSON_STATE)
 _PCG_MULTIPLIER: Final = 0x2360ED051FC65DA44385DF649FCCF645  # PCG_DEFAULT_MULTIPLIER_128
 _MASK_128: Final = (1 << 128) - 1
 _MASK_64: Final = (1 << 64) - 1
@@ -67,7 +71,9 @@ def seed_for(salt: str, unit: str, query: str) -> int:
     s, u, q = salt.encode(), unit.encode(), query.encode()
     # One buffer hashed at once: the same digest as updating part by part, in fewer calls.
     data = _PARTS.pack(len(s)) + s + _PARTS.pack(len(u)) + u + _PARTS.pack(len(q)) + q
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=_PERSON).digest(), "little")
+    digest = _SEED_HASH.copy()
+    digest.update(data)
+    return int.from_bytes(digest.digest(), "little")
 
 
 class _HashedSeed(ISeedSequence):
@@ -126,14 +132,7 @@ def seed_words(seed: int, scheme: str = SEED_SCHEME) -> Callable[[], int]:
     value = seed if type(seed) is int and 0 <= seed <= _MASK_64 else _check_seed(seed)
     if scheme != SEED_SCHEME:
         return rng_from_seed(value, scheme).bit_generator.random_raw
-    digest = hashlib.blake2b(value.to_bytes(8, "little"), digest_size=32, person=_PERSON_STATE)
-    words = int.from_bytes(digest.digest(), "little")  # _HashedSeed's four little-endian words
-    # numpy's pcg64_set_seed: state and increment are (word0 << 64 | word1), (word2 << 64 | word3).
-    initstate = (words & _MASK_64) << 64 | (words >> 64) & _MASK_64
-    initseq = (words >> 128 & _MASK_64) << 64 | words >> 192
-    increment = (initseq << 1 | 1) & _MASK_128
-    # srandom: from state 0 one step (which leaves the increment), add initstate, one step.
-    state = ((increment + initstate) * _PCG_MULTIPLIER + increment) & _MASK_128
+    state, increment = _pcg_start(value)
 
     def next_word() -> int:
         nonlocal state
@@ -144,6 +143,38 @@ def seed_words(seed: int, scheme: str = SEED_SCHEME) -> Callable[[], int]:
         return ((word >> rotation) | (word << (64 - rotation))) & _MASK_64
 
     return next_word
+
+
+def first_word(seed: int, scheme: str = SEED_SCHEME) -> int:
+    """``seed_words(seed, scheme)()``: the generator's first raw word, without the closure.
+
+    What decides a page whose coins all come from the first word (`Method.coin_bits`).
+
+    Raises:
+        ValueError: `seed` is not an unsigned 64-bit integer, or `scheme` is unknown.
+    """
+    value = seed if type(seed) is int and 0 <= seed <= _MASK_64 else _check_seed(seed)
+    if scheme != SEED_SCHEME:
+        return int(rng_from_seed(value, scheme).bit_generator.random_raw())
+    state, increment = _pcg_start(value)
+    state = (state * _PCG_MULTIPLIER + increment) & _MASK_128
+    high = state >> 64
+    word = high ^ (state & _MASK_64)
+    rotation = high >> 58
+    return ((word >> rotation) | (word << (64 - rotation))) & _MASK_64
+
+
+def _pcg_start(seed: int) -> tuple[int, int]:
+    """PCG64's state and increment after numpy seeds it from `_HashedSeed(seed)`."""
+    digest = _STATE_HASH.copy()  # cheaper than a new hash: no keyword arguments to parse
+    digest.update(seed.to_bytes(8, "little"))
+    # _HashedSeed's four little-endian words; numpy's pcg64_set_seed makes state and increment
+    # of (word0 << 64 | word1) and (word2 << 64 | word3).
+    word0, word1, word2, word3 = _STATE_WORDS.unpack(digest.digest())
+    increment = ((word2 << 64 | word3) << 1 | 1) & _MASK_128
+    # srandom: from state 0 one step (which leaves the increment), add initstate, one step.
+    initstate = word0 << 64 | word1
+    return ((initstate + increment) * _PCG_MULTIPLIER + increment) & _MASK_128, increment
 
 
 def rng_for(salt: str, unit: str, query: str, scheme: str = SEED_SCHEME) -> np.random.Generator:

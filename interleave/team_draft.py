@@ -230,6 +230,12 @@ class TeamDraft(Method):
         a, b = prepare_lists(lists, 2)
         return self._page(a, b, check_k(k), seed_words(seed, scheme))
 
+    def coin_bits(self, k: int) -> int | None:
+        """One bit per round and two picks per round: ceil(k / 2) bits, all from the first word
+        while that is at most 64 (pages up to 128 documents); None beyond."""
+        bits = (check_k(k) + 1) // 2
+        return bits if bits <= 64 else None
+
     def _page(
         self, a: tuple[DocId, ...], b: tuple[DocId, ...], k: int, raw: Callable[[], int]
     ) -> Page:

@@ -19,6 +19,7 @@ team-draft interleaving experiment between them. A file looks like::
     ranker_timeout = 2.0         # seconds; a slower ranker counts as failed
     max_page = 5                 # deepest result page served
     ranking_cache = 50000        # rankers' lists of corpus-id queries kept (LRU; 0: none)
+    drafted_pages = 50000        # interleaved pages kept by lists and coins (0: none)
 
     [rankers.lite0]
     model = "effnet-lite0"       # an embedding ranker over the corpus index
@@ -92,6 +93,9 @@ class Limits:
         cached_queries: Recent queries (and their rankers' lists) held for later pages.
         ranking_cache: Most rankers' lists of corpus-id queries kept, least recently used
             evicted first (0: none); see `serving.caching`.
+        drafted_pages: Most interleaved pages each experiment version keeps by the lists and
+            the coins that drafted them, oldest dropped first (0: none); see
+            `serving.pages.PageMemo`.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -103,6 +107,7 @@ class Limits:
     live_impressions: int = 200_000
     cached_queries: int = 10_000
     ranking_cache: int = 50_000
+    drafted_pages: int = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +425,9 @@ def _limits(table: Mapping[str, Any]) -> Limits:
         ),
         ranking_cache=_non_negative_int(
             table.get("ranking_cache", defaults.ranking_cache), "limits.ranking_cache"
+        ),
+        drafted_pages=_non_negative_int(
+            table.get("drafted_pages", defaults.drafted_pages), "limits.drafted_pages"
         ),
     )
 

@@ -10,6 +10,11 @@ served and sliced.
 When rankers fail, the user still gets a page: the first surviving ranker's list, credited
 to it, and the impression is marked ``excluded="ranker_failed:NAME[,NAME]"`` so analysis
 leaves it out.
+
+A `PageMemo` keeps an experiment's pages by what decides them: the two lists, the page, and
+the coins the draft reads (`interleave.Method.coin_bits`: six bits for a team-draft page of
+12). A popular query's lists are the same for every unit, so its pages are drafted once per
+outcome of the coins, and every later unit's page is a lookup.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import msgspec
 
 import interleave
 
-__all__ = ["ShownPage", "failure_reason", "interleaved_page", "single_page"]
+__all__ = ["PageMemo", "ShownPage", "failure_reason", "interleaved_page", "single_page"]
 
 _DEPTH_DEPENDENT = frozenset({"optimized"})
 
@@ -97,7 +102,7 @@ def interleaved_page(
             max_page=max_page,
             deeper=deeper,
         )
-    depth = page_size * (max_page if method.name in _DEPTH_DEPENDENT else page)
+    depth = _draft_depth(method, page, page_size, max_page)
     every = cast("Sequence[Sequence[str]]", lists)  # none failed
     draft = method.interleave_seeded(every, k=depth, seed=seed, scheme=seed_scheme)
     start = (page - 1) * page_size
@@ -107,6 +112,76 @@ def interleaved_page(
     if start or len(docs) > end:
         docs, teams = docs[start:end], teams[start:end]
     return ShownPage(cast("tuple[str, ...]", docs), teams, start, more)
+
+
+class PageMemo:
+    """One interleaving method's pages, kept by (lists, page, coins): at most `capacity`, the
+    oldest dropped first. `page` gives what `interleaved_page` gives, the same page for the
+    same seed, whether it was kept or drafted.
+
+    Pages are kept only where they can be: two lists, both tuples (hashable, as the service's
+    rankers give them), none failed, and a method that knows its coins; else `page` drafts.
+    """
+
+    __slots__ = ("_masks", "_pages", "capacity", "hits", "method", "misses")
+
+    def __init__(self, method: interleave.Method, capacity: int) -> None:
+        """An empty memo for `method`, holding at most `capacity` pages (0: none)."""
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be a non-negative integer, got {capacity!r}")
+        self.method = method
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._pages: dict[tuple[object, ...], ShownPage] = {}
+        self._masks: dict[int, int | None] = {}  # by draft depth: the coins' bit mask
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def page(
+        self,
+        names: Sequence[str],
+        lists: Sequence[Sequence[str] | None],
+        *,
+        seed: int,
+        page: int,
+        page_size: int,
+        max_page: int,
+        deeper: bool = False,
+        seed_scheme: str = interleave.SEED_SCHEME,
+    ) -> ShownPage:
+        """`interleaved_page` of the memo's method, kept or drafted (and then kept)."""
+        mask = None
+        if self.capacity and len(lists) == 2:
+            a, b = lists
+            if type(a) is tuple and type(b) is tuple and 1 <= page <= max_page:
+                depth = _draft_depth(self.method, page, page_size, max_page)
+                mask = self._masks.get(depth, -1)
+                if mask == -1:
+                    bits = self.method.coin_bits(depth)
+                    mask = self._masks[depth] = None if bits is None else (1 << bits) - 1
+        if mask is None:
+            return interleaved_page(
+                self.method, names, lists, seed=seed, page=page, page_size=page_size,
+                max_page=max_page, deeper=deeper, seed_scheme=seed_scheme,
+            )  # fmt: skip
+        coins = interleave.first_word(seed, seed_scheme) & mask
+        key = (a, b, coins, page, page_size, max_page, deeper)
+        shown = self._pages.get(key)
+        if shown is not None:
+            self.hits += 1
+            return shown
+        self.misses += 1
+        shown = interleaved_page(
+            self.method, names, lists, seed=seed, page=page, page_size=page_size,
+            max_page=max_page, deeper=deeper, seed_scheme=seed_scheme,
+        )  # fmt: skip
+        pages = self._pages
+        if len(pages) >= self.capacity:
+            del pages[next(iter(pages))]
+        pages[key] = shown
+        return shown
 
 
 def single_page(
@@ -128,6 +203,12 @@ def single_page(
     shown = tuple(ids[start:end])
     more = (deeper or len(ids) > end) and (max_page is None or page < max_page)
     return ShownPage(shown, (team,) * len(shown), start, more, excluded)
+
+
+def _draft_depth(method: interleave.Method, page: int, page_size: int, max_page: int) -> int:
+    """How deep page `page` is drafted: to its own end, or the deepest page for a method
+    whose distribution depends on the depth."""
+    return page_size * (max_page if method.name in _DEPTH_DEPENDENT else page)
 
 
 def _union_size(lists: Sequence[Sequence[str] | None]) -> int:

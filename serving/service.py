@@ -88,7 +88,7 @@ from serving.errors import (
 from serving.eventlog import Journal, compact
 from serving.figures import LiveFigures, Outcome, compute_figures
 from serving.metrics import Metrics
-from serving.pages import ShownPage, interleaved_page, single_page
+from serving.pages import PageMemo, ShownPage, single_page
 
 __all__ = ["DEFAULT_PAGE_SIZE", "NO_EXPERIMENT", "SearchService", "UploadedImage"]
 
@@ -224,7 +224,7 @@ class SearchService:
         self._lock: int | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._compacting = asyncio.Lock()
-        self._methods: dict[tuple[str, int], interleave.Method] = {}
+        self._memos: dict[tuple[str, int], PageMemo] = {}
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
         # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.
         self._lookups: dict[str, Callable[[str, int], Ranking | None]] = {
@@ -715,8 +715,7 @@ class SearchService:
             )
         state = route.experiment
         if state is not None and state.config.design is Design.INTERLEAVING:
-            shown = interleaved_page(
-                self._method(state),
+            shown = self._memo(state).page(
                 route.rankers,
                 lists,
                 seed=seed,
@@ -736,14 +735,17 @@ class SearchService:
             raise InvalidRequestError(f"page {page} is past the last result")
         return shown
 
-    def _method(self, state: ExperimentState) -> interleave.Method:
+    def _memo(self, state: ExperimentState) -> PageMemo:
+        """The method of an interleaving experiment's version, with the pages it keeps."""
         key = (state.id, state.version)
-        method = self._methods.get(key)
-        if method is None:
+        memo = self._memos.get(key)
+        if memo is None:
             assert state.config.method is not None
             method = interleave.get(state.config.method, **dict(state.config.options))
-            self._methods[key] = method
-        return method
+            for earlier in [k for k in self._memos if k[0] == state.id]:
+                del self._memos[earlier]  # a new version drafts anew: its pages go
+            memo = self._memos[key] = PageMemo(method, self.config.limits.drafted_pages)
+        return memo
 
     async def _ranked(
         self, name: str, query: Query | None, query_id: str, depth: int

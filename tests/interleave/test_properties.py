@@ -130,3 +130,30 @@ def test_no_clicks_is_a_tie(lists: tuple[list[int], list[int]], k: int, seed: in
         credit = method.credit(page, [])
         assert credit.winner is None
         assert all(value == 0 for row in credit.pairwise for value in row)
+
+
+_COIN_SEEDS = range(400)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lists=lists2, k=ks)
+def test_pages_are_decided_by_their_coin_bits(lists: tuple[list[int], list[int]], k: int) -> None:
+    # A server keeps pages by (lists, k, coin bits): seeds whose first words agree on those
+    # bits must draft the same page, or a kept page would differ from the logged seed's.
+    for method in ALL:
+        bits = method.coin_bits(k)
+        if bits is None:
+            continue
+        pages: dict[int, interleave.Page] = {}
+        for seed in _COIN_SEEDS:
+            coins = interleave.first_word(seed) & ((1 << bits) - 1)
+            page = method.interleave_seeded(list(lists), k=k, seed=seed)
+            assert pages.setdefault(coins, page) == page, (method.name, seed)
+
+
+def test_coin_bits_are_known_for_the_raw_word_methods() -> None:
+    assert interleave.get("team_draft").coin_bits(12) == 6
+    assert interleave.get("team_draft", competitive_pairs=True).coin_bits(13) == 7
+    assert interleave.get("team_draft").coin_bits(129) is None
+    assert interleave.get("balanced").coin_bits(50) == 1
+    assert interleave.get("probabilistic").coin_bits(12) is None

@@ -120,3 +120,14 @@ def test_seeds_are_pinned() -> None:
     assert interleave.seed_for("exp", "user-1", "q-9") == 14184962543750765336
     assert interleave.seed_for("", "", "") == 14782951834040332842
     assert interleave.seed_for("sälz", "ü" * 300, "q") == 14497452054873804649
+
+
+@pytest.mark.parametrize("scheme", interleave.SEED_SCHEMES)
+def test_first_word_is_the_first_raw_word(scheme: str) -> None:
+    rng = np.random.default_rng(6)
+    for seed in [0, 2**64 - 1, *rng.integers(0, 2**64 - 1, 300, dtype=np.uint64).tolist()]:
+        expected = interleave.rng_from_seed(seed, scheme).bit_generator.random_raw()
+        assert interleave.first_word(seed, scheme) == expected
+        assert interleave.seed_words(seed, scheme)() == expected
+    with pytest.raises(ValueError, match="seed"):
+        interleave.first_word(-1)

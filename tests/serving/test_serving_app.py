@@ -112,6 +112,26 @@ def test_page_two_continues_the_draft_without_repeats(client: TestClient[Litesta
     assert list(full.docs) == result_ids(first) + result_ids(second)
 
 
+def test_pages_kept_for_a_popular_query_are_each_units_own(client: TestClient[Litestar]) -> None:
+    # Many units, one query: pages come from the kept drafts once the coins repeat, and each
+    # logged impression must still be the page its own seed and lists draft.
+    for i in range(80):
+        search(client, corpus_id=IDS[4], unit_id=f"crowd-{i}")
+    records = journal_records(Path(client.app.state.service.logdir))
+    shown = [r for r in records if getattr(r, "query_id", None) == IDS[4]]
+    assert len(shown) == 80
+    method = interleave.get("team_draft")
+    for record in shown:
+        rebuilt = method.interleave(
+            record.lists,  # type: ignore[attr-defined]
+            k=len(record.doc_ids),  # type: ignore[attr-defined]
+            rng=interleave.rng_from_seed(record.seed),  # type: ignore[attr-defined]
+        )
+        assert (rebuilt.docs, rebuilt.teams) == (record.doc_ids, record.teams)  # type: ignore[attr-defined]
+    (memo,) = client.app.state.service._memos.values()
+    assert memo.hits > 0  # 80 units, at most 2**3 outcomes of a 5-result page's coins
+
+
 def test_upload_search_and_continuing_it_by_query_id(client: TestClient[Litestar]) -> None:
     data = png_bytes(size=32)
     response = client.post(

@@ -16,7 +16,7 @@ from analysis.schema import Design
 from serving.batching import MicroBatcher
 from serving.config import ADMIN_TOKEN_ENV, default_config, load_config, parse_config
 from serving.errors import ConfigError
-from serving.pages import interleaved_page, single_page
+from serving.pages import PageMemo, interleaved_page, single_page
 
 A = tuple(f"a{i}" for i in range(30))
 B = tuple(f"b{i}" for i in range(15)) + A[:15]
@@ -52,6 +52,40 @@ def test_a_failed_ranker_leaves_the_survivors_list_marked() -> None:
         interleaved_page(method, ("a", "b"), (None, None), seed=1, page=1, page_size=5, max_page=4)
     with pytest.raises(ValueError, match="page must lie"):
         interleaved_page(method, ("a", "b"), (A, B), seed=1, page=5, page_size=5, max_page=4)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        interleave.get("team_draft"),
+        interleave.get("team_draft", neutral_prefix=True, competitive_pairs=True),
+        interleave.get("balanced"),
+        interleave.get("probabilistic"),
+        interleave.get("optimized", max_pages=50),
+    ],
+    ids=lambda m: f"{m.name}{m.options() or ''}",
+)
+def test_a_memo_gives_every_seed_its_own_page(method: interleave.Method) -> None:
+    # Kept pages are shared by the seeds whose coins fall alike: each must still be exactly
+    # the page its logged seed stands for, on every page of the draft.
+    memo = PageMemo(method, capacity=40)
+    lists = (A[:20], B[:20])
+    for seed in range(300):
+        for page in (1, 2):
+            args = {"seed": seed, "page": page, "page_size": 6, "max_page": 3}
+            expected = interleaved_page(method, ("a", "b"), lists, **args)  # type: ignore[arg-type]
+            assert memo.page(("a", "b"), lists, **args) == expected, (seed, page)  # type: ignore[arg-type]
+    assert len(memo) <= 40
+    if method.coin_bits(12) is None:
+        assert memo.hits == memo.misses == 0  # nothing kept: every page drafted
+    else:
+        assert memo.hits > memo.misses  # 300 seeds, at most 2**6 outcomes of the coins a page
+    failed = memo.page(("a", "b"), (None, B), seed=1, page=1, page_size=6, max_page=3)
+    assert failed.excluded == "ranker_failed:a"
+    with pytest.raises(ValueError, match="page must lie"):
+        memo.page(("a", "b"), lists, seed=1, page=4, page_size=6, max_page=3)
+    with pytest.raises(ValueError, match="capacity"):
+        PageMemo(method, capacity=-1)
 
 
 def test_single_page_slices() -> None:
