@@ -23,6 +23,7 @@ __all__ = [
     "Sample",
     "SearchIn",
     "SearchOut",
+    "SearchPage",
     "SearchResult",
 ]
 
@@ -63,6 +64,24 @@ class SearchOut(msgspec.Struct, frozen=True, gc=False):
     page_size: int
     has_more: bool
     results: list[SearchResult]
+
+
+class SearchPage(msgspec.Struct, frozen=True, gc=False):
+    """A `SearchOut` as the service answers it, with its results already encoded: a page's
+    results are the same for every unit whose draft fell the same way, so they are encoded
+    once and kept. It encodes to the same JSON as the `SearchOut` it stands for (`out`)."""
+
+    impression_id: str
+    query_id: str
+    unit_id: str
+    page: int
+    page_size: int
+    has_more: bool
+    results: msgspec.Raw
+
+    def out(self) -> SearchOut:
+        """The `SearchOut` this page encodes as."""
+        return msgspec.json.decode(msgspec.json.encode(self), type=SearchOut)
 
 
 class ClickIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -19,7 +19,7 @@ team-draft interleaving experiment between them. A file looks like::
     ranker_timeout = 2.0         # seconds; a slower ranker counts as failed
     max_page = 5                 # deepest result page served
     ranking_cache = 50000        # rankers' lists of corpus-id queries kept (LRU; 0: none)
-    drafted_pages = 50000        # interleaved pages kept by lists and coins (0: none)
+    drafted_pages = 20000        # pages kept by lists and coins, and encoded (0: none)
 
     [rankers.lite0]
     model = "effnet-lite0"       # an embedding ranker over the corpus index
@@ -94,8 +94,8 @@ class Limits:
         ranking_cache: Most rankers' lists of corpus-id queries kept, least recently used
             evicted first (0: none); see `serving.caching`.
         drafted_pages: Most interleaved pages each experiment version keeps by the lists and
-            the coins that drafted them, oldest dropped first (0: none); see
-            `serving.pages.PageMemo`.
+            the coins that drafted them (`serving.pages.PageMemo`), and most pages' results
+            kept encoded; oldest dropped first, about 2 KB a page in all (0: none).
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -107,7 +107,7 @@ class Limits:
     live_impressions: int = 200_000
     cached_queries: int = 10_000
     ranking_cache: int = 50_000
-    drafted_pages: int = 50_000
+    drafted_pages: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ from serving.api import (
     ExperimentOut,
     ExperimentVersionOut,
     Health,
-    SearchOut,
+    SearchPage,
     SearchResult,
 )
 from serving.batching import MicroBatcher
@@ -104,6 +104,7 @@ _CONTROL: Final = "control.jsonl"
 _DEPTH_DEPENDENT: Final = frozenset({"optimized"})
 _LOCK: Final = ".lock"
 _THUMB: Final = 64
+_RESULTS_ENCODER: Final = msgspec.json.Encoder()
 _SEARCH_BATCH: Final = 64
 """Most corpus-id queries one ranker call searches at once."""
 
@@ -226,6 +227,7 @@ class SearchService:
         self._compacting = asyncio.Lock()
         self._memos: dict[tuple[str, int], PageMemo] = {}
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
+        self._encoded: dict[tuple[tuple[str, ...], int], msgspec.Raw] = {}  # see `_results`
         # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.
         self._lookups: dict[str, Callable[[str, int], Ranking | None]] = {
             name: ranker.precomputed
@@ -455,7 +457,7 @@ class SearchService:
         corpus_id: str | None = None,
         query_id: str | None = None,
         upload: UploadedImage | None = None,
-    ) -> SearchOut:
+    ) -> SearchPage:
         """Serve one page of results for one unit and log it.
 
         Raises:
@@ -572,22 +574,37 @@ class SearchService:
             self.figures.assignment(assignment)
         self._remember(_Shown(impression, self.figures.impression(impression)))
         self.metrics.impressions.labels(experiment_id or NO_EXPERIMENT).inc()
-        first = shown.page_start + 1
-        urls = self._urls
-        results = []
-        for i, doc in enumerate(shown.doc_ids):
-            # Unpacked, not starred: a starred call takes the interpreter's slow call path.
-            thumbnail, full = urls.get(doc) or self._result_urls(doc)
-            results.append(SearchResult(doc, thumbnail, full, first + i, i))
-        return SearchOut(
+        return SearchPage(
             impression_id=impression.impression_id,
             query_id=key,
             unit_id=unit_id,
             page=page,
             page_size=page_size,
             has_more=shown.has_more,
-            results=results,
+            results=self._results(shown),
         )
+
+    def _results(self, shown: ShownPage) -> msgspec.Raw:
+        """A page's results, encoded (once per page: kept like the drafts, oldest dropped
+        first)."""
+        key = (shown.doc_ids, shown.page_start)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            first = shown.page_start + 1
+            urls = self._urls
+            results = []
+            for i, doc in enumerate(shown.doc_ids):
+                # Unpacked, not starred: a starred call takes the interpreter's slow call path.
+                thumbnail, full = urls.get(doc) or self._result_urls(doc)
+                results.append(SearchResult(doc, thumbnail, full, first + i, i))
+            encoded = msgspec.Raw(_RESULTS_ENCODER.encode(results))
+            kept = self._encoded
+            if len(kept) >= self.config.limits.drafted_pages:
+                if not kept:
+                    return encoded  # nothing is kept (drafted_pages = 0)
+                del kept[next(iter(kept))]
+            kept[key] = encoded
+        return encoded
 
     def image_url(self, doc: str) -> str:
         """The URL of a corpus image (``/images/<id>``; add ``?thumb=1`` for its thumbnail)."""

@@ -132,6 +132,29 @@ def test_pages_kept_for_a_popular_query_are_each_units_own(client: TestClient[Li
     assert memo.hits > 0  # 80 units, at most 2**3 outcomes of a 5-result page's coins
 
 
+def test_kept_pages_answer_as_drafted_ones(
+    client: TestClient[Litestar], make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
+) -> None:
+    # With nothing kept (drafted_pages = 0) every page is drafted and encoded afresh: the
+    # answers must be the same, but for the impression id.
+    limits = {"ranker_timeout": 1.0, "drafted_pages": 0}
+    plain = make_client(make_config(tmp_path / "plain", corpus_dir, limits=limits))
+
+    def answers(over: TestClient[Litestar]) -> list[dict[str, Any]]:
+        out = []
+        for i in range(40):
+            for page in (1, 2):
+                body = search(over, corpus_id=IDS[i % 6], unit_id=f"same-{i % 13}", page=page)
+                body.pop("impression_id")
+                out.append(body)
+        return out
+
+    assert answers(client) == answers(plain)
+    assert not plain.app.state.service._encoded
+    (memo,) = plain.app.state.service._memos.values()
+    assert len(memo) == memo.hits == 0
+
+
 def test_upload_search_and_continuing_it_by_query_id(client: TestClient[Litestar]) -> None:
     data = png_bytes(size=32)
     response = client.post(
@@ -520,7 +543,7 @@ def test_concurrent_uploads_are_micro_batched(tmp_path: Path, corpus_dir: Path) 
             )
         finally:
             await service.close()
-        return [len(page.results) for page in pages]
+        return [len(page.out().results) for page in pages]
 
     assert asyncio.run(run()) == [5] * 16
     batcher = service._batchers[("a", True)]

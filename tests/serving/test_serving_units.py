@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import msgspec
 import pytest
 from serving_support import config_data, toml_of
 
 import interleave
 from analysis.schema import Design
+from serving.api import SearchOut, SearchPage, SearchResult
 from serving.batching import MicroBatcher
 from serving.config import ADMIN_TOKEN_ENV, default_config, load_config, parse_config
 from serving.errors import ConfigError
@@ -276,3 +278,13 @@ def test_the_unit_cookie_is_what_litestar_renders(unit_id: str) -> None:
         key="braid_unit", value=unit_id, max_age=365 * 24 * 3600, httponly=True, samesite="lax"
     )
     assert _unit_cookie(unit_id) == cookie.to_header(header="")
+
+
+def test_a_search_page_encodes_as_its_search_out() -> None:
+    results = [
+        SearchResult(f"d{i}", f"/images/d{i}?thumb=1", f"/images/d{i}", i + 1, i) for i in range(3)
+    ]
+    out = SearchOut("imp", "q", "u", 1, 3, True, results)
+    page = SearchPage("imp", "q", "u", 1, 3, True, msgspec.Raw(msgspec.json.encode(results)))
+    assert msgspec.json.encode(page) == msgspec.json.encode(out)
+    assert page.out() == out
