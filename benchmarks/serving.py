@@ -7,15 +7,19 @@ Measured in one run, each server alone on the machine (one uvicorn worker each):
   cold, every request the first query of its corpus id since the server started (the
   server's ranking cache cannot help; each concurrency gets its own slice of the corpus, and
   a run ends early when its slice is used up): each list is read from the neighbour table
-  built with its index; then warm, cycling over every id after one unmeasured pass has
-  filled the ranking cache (each page is still drafted for its unit, logged and fsynced);
-  and last, cold again on a fresh server over copies of the same two indexes without their
-  tables, where each list is a graph search (two usearch walks and their rescoring), as
-  for an index built with ``--neighbours 0``. The server's own ranking-cache counters, read
+  built with its index, each page drafted, each unit new; then warm, cycling over every id
+  after one unmeasured pass has filled the ranking cache (each id is searched by the same
+  unit every time, so its page and their encoded results are kept from the pass before:
+  only the seed, the record and its fsync are new); then warm again with every search by a
+  unit never seen before (its assignment logged; the page kept only where an earlier unit's
+  coins fell the same way, at most 64 outcomes of a 12-result team-draft page); and last,
+  cold again on a fresh server over copies of the same two indexes without their tables,
+  where each list is a graph search (two usearch walks and their rescoring), as for an index
+  built with ``--neighbours 0``. The server's own ranking-cache counters, read
   before and after each run, give its hit rate;
 * the same over two in-memory static rankers (what serving costs without the rankers' work);
 * a bare Litestar endpoint under the same uvicorn settings returning the same JSON (the
-  ceiling of the HTTP stack), measured right before each warm search point;
+  ceiling of the HTTP stack), measured right before each pair of warm search points;
 * search by upload (decode, both models embed the image, micro-batched across requests);
 * the raw onnxruntime throughput of the two models on 64 x 64 images in this process, each at
   its best batch size from 1 to 32 (chosen once by a sweep, then measured afresh right before
@@ -57,6 +61,8 @@ CONCURRENCY = (1, 8, 64)
 _SERVER_WARMUP = 200
 """Corpus ids used to warm the server before the cold runs (and by no cold run)."""
 _COLD_SHARES = (0.2, 0.35, 0.45)
+_NEWCOMERS = 120_000
+"""Searches by units never seen before, enough for the three warm points at any rate here."""
 """The share of the other corpus ids each cold run (concurrency 1, 8, 64) may use, once each."""
 
 _STATIC_CONFIG = """
@@ -340,6 +346,7 @@ def _measure(
     results: dict[str, dict[int, dict[str, float]]] = {
         "cold": {},
         "warm": {},
+        "newcomers": {},
         "graph": {},
         "static": {},
         "bare": {},
@@ -363,10 +370,17 @@ def _measure(
         load(port, by_id, 64, 60.0, warmup=0.0, limit=len(by_id))
         # The bare endpoint is measured right before each warm point (the other server idle),
         # so both see the same load from anything else running on the machine.
+        # The same ids searched by units never seen before, each request its own.
+        newcomers = [
+            json_request("/search", {"corpus_id": ids[i % len(ids)], "unit_id": f"new-{i}"})
+            for i in range(_NEWCOMERS)
+        ]
+        arrivals = itertools.count()
         with process(bare, bare_port, work / "bare.log"):
             for c in CONCURRENCY:
                 results["bare"][c] = load(bare_port, by_id, c, seconds)
                 results["warm"][c] = _search_run(port, by_id, c, seconds)
+                results["newcomers"][c] = _search_run(port, newcomers, c, seconds, counter=arrivals)
         health = json.loads(asyncio.run(_one(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")))
         fresh = itertools.count()  # every upload a new image: nothing served from a cache
         frames = np.stack([np.asarray(corpus.image(doc)) for doc in ids[:512]])
@@ -407,6 +421,7 @@ def _measure(
         ("bare Litestar", "bare"),
         ("search by id, cold", "cold"),
         ("search by id, warm", "warm"),
+        ("  (warm, new units)", "newcomers"),
         ("  (cold, no table)", "graph"),
         ("  (static rankers)", "static"),
         ("search by upload", "upload"),
@@ -440,6 +455,7 @@ def _measure(
     for key, label in (
         ("cold", "cold"),
         ("warm", "warm"),
+        ("newcomers", "warm, each search a new unit's"),
         ("graph", "cold over indexes without tables"),
     ):
         shares = {c: results[key][c]["rps"] / results["bare"][c]["rps"] for c in CONCURRENCY}
@@ -449,6 +465,8 @@ def _measure(
             f"best (concurrency {best}), {shares[8]:.0%} at concurrency 8 (target >= 50%), "
             f"p99 at concurrency 8: {results[key][8]['p99']:.1f} ms (target <= 20 ms)"
         )
+    if next(arrivals) > len(newcomers):
+        print("warning: the new units ran out; some searches were repeats")
     if next(fresh) > len(uploads):
         print("warning: the upload pool ran out; some uploads were repeats")
     # A page served after a ranker timed out is cheaper than a full one: only runs in which
