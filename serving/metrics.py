@@ -10,7 +10,7 @@ gauges) are prometheus_client's. Unlike those, the loop metrics export no ``_cre
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from serving.caching import RankingCache
+from serving.pages import PageMemo
 
 __all__ = ["CONTENT_TYPE", "LoopCounter", "LoopHistogram", "Metrics"]
 
@@ -239,6 +240,10 @@ class Metrics:
         """Export the ranking cache's counters (read when scraped: lookups stay lock-free)."""
         self.registry.register(_RankingCacheCollector(cache))
 
+    def watch_pages(self, memos: Callable[[], Iterable[PageMemo]]) -> None:
+        """Export the kept pages' counters, summed over the memos `memos` gives when scraped."""
+        self.registry.register(_PageMemoCollector(memos))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -274,4 +279,29 @@ class _RankingCacheCollector(Collector):
             "braid_ranking_cache_hit_ratio",
             "Hits over lookups of the ranking cache since start (0 before the first lookup).",
             value=cache.hit_ratio,
+        )
+
+
+class _PageMemoCollector(Collector):
+    """The kept interleaved pages (`serving.pages.PageMemo`), read at scrape time."""
+
+    def __init__(self, memos: Callable[[], Iterable[PageMemo]]) -> None:
+        self._memos = memos
+
+    def collect(self) -> Iterator[Metric]:
+        memos = list(self._memos())
+        yield CounterMetricFamily(
+            "braid_kept_pages_hits",
+            "Interleaved pages served from those kept by their lists and coins.",
+            value=sum(m.hits for m in memos),
+        )
+        yield CounterMetricFamily(
+            "braid_kept_pages_misses",
+            "Interleaved pages drafted (and kept) because none was kept for their coins.",
+            value=sum(m.misses for m in memos),
+        )
+        yield GaugeMetricFamily(
+            "braid_kept_pages_entries",
+            "Interleaved pages kept, over the running experiments' versions.",
+            value=sum(len(m) for m in memos),
         )

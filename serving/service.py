@@ -226,6 +226,7 @@ class SearchService:
         self._compactor: asyncio.Task[None] | None = None
         self._compacting = asyncio.Lock()
         self._memos: dict[tuple[str, int], PageMemo] = {}
+        self.metrics.watch_pages(lambda: tuple(self._memos.values()))
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
         self._encoded: dict[tuple[tuple[str, ...], int], msgspec.Raw] = {}  # see `_results`
         # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.

@@ -130,6 +130,10 @@ def test_pages_kept_for_a_popular_query_are_each_units_own(client: TestClient[Li
         assert (rebuilt.docs, rebuilt.teams) == (record.doc_ids, record.teams)  # type: ignore[attr-defined]
     (memo,) = client.app.state.service._memos.values()
     assert memo.hits > 0  # 80 units, at most 2**3 outcomes of a 5-result page's coins
+    text = client.get("/metrics").text
+    assert f"braid_kept_pages_hits_total {float(memo.hits)}" in text
+    assert f"braid_kept_pages_misses_total {float(memo.misses)}" in text
+    assert f"braid_kept_pages_entries {float(len(memo))}" in text
 
 
 def test_kept_pages_answer_as_drafted_ones(
