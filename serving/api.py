@@ -54,8 +54,8 @@ class SearchResult(msgspec.Struct, frozen=True, gc=False):
     position: int
 
 
-class SearchOut(msgspec.Struct, frozen=True, gc=False):
-    """A page of results; click positions refer to `results[i].position`."""
+class _SearchHead(msgspec.Struct, frozen=True, gc=False):
+    """What a page of results says besides its results."""
 
     impression_id: str
     query_id: str
@@ -63,20 +63,19 @@ class SearchOut(msgspec.Struct, frozen=True, gc=False):
     page: int
     page_size: int
     has_more: bool
+
+
+class SearchOut(_SearchHead, frozen=True, gc=False):
+    """A page of results; click positions refer to `results[i].position`."""
+
     results: list[SearchResult]
 
 
-class SearchPage(msgspec.Struct, frozen=True, gc=False):
+class SearchPage(_SearchHead, frozen=True, gc=False):
     """A `SearchOut` as the service answers it, with its results already encoded: a page's
     results are the same for every unit whose draft fell the same way, so they are encoded
     once and kept. It encodes to the same JSON as the `SearchOut` it stands for (`out`)."""
 
-    impression_id: str
-    query_id: str
-    unit_id: str
-    page: int
-    page_size: int
-    has_more: bool
     results: msgspec.Raw
 
     def out(self) -> SearchOut:
