@@ -67,6 +67,7 @@ def interleaved_page(
     max_page: int,
     deeper: bool = False,
     seed_scheme: str = interleave.SEED_SCHEME,
+    memo: PageMemo | None = None,
 ) -> ShownPage:
     """Page `page` of the interleaving of `lists` (None for a ranker that failed).
 
@@ -80,9 +81,12 @@ def interleaved_page(
         max_page: The deepest page served.
         deeper: The lists were cut at this page's depth: the rankers have more to give.
         seed_scheme: How `seed` becomes a generator (the experiment version's scheme).
+        memo: Pages of `method` kept by their lists and coins: the page is taken from it
+            when it holds one, else drafted and kept (the same page either way).
 
     Raises:
-        ValueError: Every list is None, or `page` is outside 1..max_page.
+        ValueError: Every list is None, `page` is outside 1..max_page, or `memo` is another
+            method's.
     """
     _check_page(page, max_page)
     if None in lists:
@@ -103,6 +107,15 @@ def interleaved_page(
             deeper=deeper,
         )
     depth = _draft_depth(method, page, page_size, max_page)
+    key = None
+    if memo is not None:
+        if memo.method is not method:
+            raise ValueError("the memo keeps another method's pages")
+        key = memo.key(lists, depth, seed, seed_scheme, page, page_size, max_page, deeper)
+        if key is not None:
+            kept = memo.get(key)
+            if kept is not None:
+                return kept
     every = cast("Sequence[Sequence[str]]", lists)  # none failed
     draft = method.interleave_seeded(every, k=depth, seed=seed, scheme=seed_scheme)
     start = (page - 1) * page_size
@@ -111,16 +124,19 @@ def interleaved_page(
     docs, teams = draft.docs, draft.teams
     if start or len(docs) > end:
         docs, teams = docs[start:end], teams[start:end]
-    return ShownPage(cast("tuple[str, ...]", docs), teams, start, more)
+    shown = ShownPage(cast("tuple[str, ...]", docs), teams, start, more)
+    if key is not None:
+        assert memo is not None
+        memo.put(key, shown)
+    return shown
 
 
 class PageMemo:
-    """One interleaving method's pages, kept by (lists, page, coins): at most `capacity`, the
-    oldest dropped first. `page` gives what `interleaved_page` gives, the same page for the
-    same seed, whether it was kept or drafted.
+    """One interleaving method's pages, kept by (lists, page, coins) for `interleaved_page`:
+    at most `capacity`, the oldest dropped first.
 
     Pages are kept only where they can be: two lists, both tuples (hashable, as the service's
-    rankers give them), none failed, and a method that knows its coins; else `page` drafts.
+    rankers give them), and a method that knows its coins (`interleave.Method.coin_bits`).
     """
 
     __slots__ = ("_masks", "_pages", "capacity", "hits", "method", "misses")
@@ -139,49 +155,44 @@ class PageMemo:
     def __len__(self) -> int:
         return len(self._pages)
 
-    def page(
+    def key(
         self,
-        names: Sequence[str],
         lists: Sequence[Sequence[str] | None],
-        *,
+        depth: int,
         seed: int,
-        page: int,
-        page_size: int,
-        max_page: int,
-        deeper: bool = False,
-        seed_scheme: str = interleave.SEED_SCHEME,
-    ) -> ShownPage:
-        """`interleaved_page` of the memo's method, kept or drafted (and then kept)."""
-        mask = None
-        if self.capacity and len(lists) == 2:
-            a, b = lists
-            if type(a) is tuple and type(b) is tuple and 1 <= page <= max_page:
-                depth = _draft_depth(self.method, page, page_size, max_page)
-                mask = self._masks.get(depth, -1)
-                if mask == -1:
-                    bits = self.method.coin_bits(depth)
-                    mask = self._masks[depth] = None if bits is None else (1 << bits) - 1
+        seed_scheme: str,
+        *page: int | bool,
+    ) -> tuple[object, ...] | None:
+        """What decides a page drafted `depth` deep (`page`: its number, size, the deepest
+        page and whether the lists go deeper), or None if it cannot be kept."""
+        if not self.capacity or len(lists) != 2:
+            return None
+        a, b = lists
+        if type(a) is not tuple or type(b) is not tuple:
+            return None
+        mask = self._masks.get(depth, -1)
+        if mask == -1:
+            bits = self.method.coin_bits(depth)
+            mask = self._masks[depth] = None if bits is None else (1 << bits) - 1
         if mask is None:
-            return interleaved_page(
-                self.method, names, lists, seed=seed, page=page, page_size=page_size,
-                max_page=max_page, deeper=deeper, seed_scheme=seed_scheme,
-            )  # fmt: skip
-        coins = interleave.first_word(seed, seed_scheme) & mask
-        key = (a, b, coins, page, page_size, max_page, deeper)
+            return None
+        return (a, b, interleave.first_word(seed, seed_scheme) & mask, *page)
+
+    def get(self, key: tuple[object, ...]) -> ShownPage | None:
+        """The page kept for `key`, or None (counted as a hit or a miss)."""
         shown = self._pages.get(key)
-        if shown is not None:
+        if shown is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return shown
-        self.misses += 1
-        shown = interleaved_page(
-            self.method, names, lists, seed=seed, page=page, page_size=page_size,
-            max_page=max_page, deeper=deeper, seed_scheme=seed_scheme,
-        )  # fmt: skip
+        return shown
+
+    def put(self, key: tuple[object, ...], shown: ShownPage) -> None:
+        """Keep `shown` for `key`, dropping the oldest page when full."""
         pages = self._pages
         if len(pages) >= self.capacity:
             del pages[next(iter(pages))]
         pages[key] = shown
-        return shown
 
 
 def single_page(

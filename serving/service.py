@@ -88,7 +88,7 @@ from serving.errors import (
 from serving.eventlog import Journal, compact
 from serving.figures import LiveFigures, Outcome, compute_figures
 from serving.metrics import Metrics
-from serving.pages import PageMemo, ShownPage, single_page
+from serving.pages import PageMemo, ShownPage, interleaved_page, single_page
 
 __all__ = ["DEFAULT_PAGE_SIZE", "NO_EXPERIMENT", "SearchService", "UploadedImage"]
 
@@ -733,7 +733,9 @@ class SearchService:
             )
         state = route.experiment
         if state is not None and state.config.design is Design.INTERLEAVING:
-            shown = self._memo(state).page(
+            memo = self._memo(state)
+            shown = interleaved_page(
+                memo.method,
                 route.rankers,
                 lists,
                 seed=seed,
@@ -742,6 +744,7 @@ class SearchService:
                 max_page=max_page,
                 deeper=deeper,
                 seed_scheme=state.spec.seed_scheme,
+                memo=memo,
             )
         else:
             ids = lists[0]

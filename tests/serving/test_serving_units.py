@@ -76,16 +76,26 @@ def test_a_memo_gives_every_seed_its_own_page(method: interleave.Method) -> None
         for page in (1, 2):
             args = {"seed": seed, "page": page, "page_size": 6, "max_page": 3}
             expected = interleaved_page(method, ("a", "b"), lists, **args)  # type: ignore[arg-type]
-            assert memo.page(("a", "b"), lists, **args) == expected, (seed, page)  # type: ignore[arg-type]
+            kept = interleaved_page(method, ("a", "b"), lists, memo=memo, **args)  # type: ignore[arg-type]
+            assert kept == expected, (seed, page)
     assert len(memo) <= 40
     if method.coin_bits(12) is None:
         assert memo.hits == memo.misses == 0  # nothing kept: every page drafted
     else:
         assert memo.hits > memo.misses  # 300 seeds, at most 2**6 outcomes of the coins a page
-    failed = memo.page(("a", "b"), (None, B), seed=1, page=1, page_size=6, max_page=3)
+    failed = interleaved_page(
+        method, ("a", "b"), (None, B), seed=1, page=1, page_size=6, max_page=3, memo=memo
+    )
     assert failed.excluded == "ranker_failed:a"
     with pytest.raises(ValueError, match="page must lie"):
-        memo.page(("a", "b"), lists, seed=1, page=4, page_size=6, max_page=3)
+        interleaved_page(
+            method, ("a", "b"), lists, seed=1, page=4, page_size=6, max_page=3, memo=memo
+        )
+    other = interleave.get("balanced" if method.name != "balanced" else "team_draft")
+    with pytest.raises(ValueError, match="another method"):
+        interleaved_page(
+            other, ("a", "b"), lists, seed=1, page=1, page_size=6, max_page=3, memo=memo
+        )
     with pytest.raises(ValueError, match="capacity"):
         PageMemo(method, capacity=-1)
 
