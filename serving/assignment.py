@@ -25,6 +25,7 @@ __all__ = ["Interval", "allocate", "choose_arm", "unit_point"]
 
 _PERSON: Final = b"braid.assign"
 _SCALE: Final = float(2**64)
+_HASH: Final = hashlib.blake2b(digest_size=8, person=_PERSON)  # copied, never updated
 
 Interval = tuple[float, float]
 """A half-open interval [low, high) of [0, 1)."""
@@ -32,11 +33,9 @@ Interval = tuple[float, float]
 
 def unit_point(salt: str, unit_id: str) -> float:
     """The unit's point in [0, 1) under `salt`; each part is length-prefixed before hashing."""
-    h = hashlib.blake2b(digest_size=8, person=_PERSON)
-    for part in (salt, unit_id):
-        data = part.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
+    s, u = salt.encode("utf-8"), unit_id.encode("utf-8")
+    h = _HASH.copy()  # one update of the whole input: the digest of updating part by part
+    h.update(len(s).to_bytes(8, "little") + s + len(u).to_bytes(8, "little") + u)
     return int.from_bytes(h.digest(), "little") / _SCALE
 
 
