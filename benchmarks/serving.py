@@ -61,9 +61,9 @@ CONCURRENCY = (1, 8, 64)
 _SERVER_WARMUP = 200
 """Corpus ids used to warm the server before the cold runs (and by no cold run)."""
 _COLD_SHARES = (0.2, 0.35, 0.45)
-_NEWCOMERS = 120_000
-"""Searches by units never seen before, enough for the three warm points at any rate here."""
 """The share of the other corpus ids each cold run (concurrency 1, 8, 64) may use, once each."""
+_NEWCOMERS = 120_000
+"""Searches by units never seen before, enough for the three new-unit points at any rate here."""
 
 _STATIC_CONFIG = """
 [server]
@@ -381,7 +381,8 @@ def _measure(
                 results["bare"][c] = load(bare_port, by_id, c, seconds)
                 results["warm"][c] = _search_run(port, by_id, c, seconds)
         # After the warm points, so that their records (two a search: the new unit's
-        # assignment) bring no compaction into those; set against the same bare figures.
+        # assignment) bring no compaction into those; set against the bare figures taken
+        # before the warm points. Pages kept by one point's units serve the next point's.
         for c in CONCURRENCY:
             results["newcomers"][c] = _search_run(port, newcomers, c, seconds, counter=arrivals)
         health = json.loads(asyncio.run(_one(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")))

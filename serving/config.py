@@ -93,9 +93,10 @@ class Limits:
         cached_queries: Recent queries (and their rankers' lists) held for later pages.
         ranking_cache: Most rankers' lists of corpus-id queries kept, least recently used
             evicted first (0: none); see `serving.caching`.
-        drafted_pages: Most interleaved pages each experiment version keeps by the lists and
-            the coins that drafted them (`serving.pages.PageMemo`), and most pages' results
-            kept encoded; oldest dropped first, about 2 KB a page in all (0: none).
+        drafted_pages: Most interleaved pages of corpus-image queries each experiment version
+            keeps by the lists and the coins that drafted them (`serving.pages.PageMemo`),
+            and most pages' results kept encoded; the least recently used dropped first,
+            about 2 KB a page (0: none).
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024

@@ -10,7 +10,7 @@ gauges) are prometheus_client's. Unlike those, the loop metrics export no ``_cre
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,7 +24,6 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from serving.caching import RankingCache
-from serving.pages import PageMemo
 
 __all__ = ["CONTENT_TYPE", "LoopCounter", "LoopHistogram", "Metrics"]
 
@@ -240,9 +239,10 @@ class Metrics:
         """Export the ranking cache's counters (read when scraped: lookups stay lock-free)."""
         self.registry.register(_RankingCacheCollector(cache))
 
-    def watch_pages(self, memos: Callable[[], Iterable[PageMemo]]) -> None:
-        """Export the kept pages' counters, summed over the memos `memos` gives when scraped."""
-        self.registry.register(_PageMemoCollector(memos))
+    def watch_pages(self, totals: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the kept pages' hits, misses (both since start) and entries, which `totals`
+        gives when scraped."""
+        self.registry.register(_PageMemoCollector(totals))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -285,23 +285,23 @@ class _RankingCacheCollector(Collector):
 class _PageMemoCollector(Collector):
     """The kept interleaved pages (`serving.pages.PageMemo`), read at scrape time."""
 
-    def __init__(self, memos: Callable[[], Iterable[PageMemo]]) -> None:
-        self._memos = memos
+    def __init__(self, totals: Callable[[], tuple[int, int, int]]) -> None:
+        self._totals = totals
 
     def collect(self) -> Iterator[Metric]:
-        memos = list(self._memos())
+        hits, misses, entries = self._totals()
         yield CounterMetricFamily(
             "braid_kept_pages_hits",
             "Interleaved pages served from those kept by their lists and coins.",
-            value=sum(m.hits for m in memos),
+            value=hits,
         )
         yield CounterMetricFamily(
             "braid_kept_pages_misses",
             "Interleaved pages drafted (and kept) because none was kept for their coins.",
-            value=sum(m.misses for m in memos),
+            value=misses,
         )
         yield GaugeMetricFamily(
             "braid_kept_pages_entries",
-            "Interleaved pages kept, over the running experiments' versions.",
-            value=sum(len(m) for m in memos),
+            "Interleaved pages kept now, over every experiment version's memo.",
+            value=entries,
         )

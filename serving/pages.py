@@ -19,6 +19,7 @@ outcome of the coins, and every later unit's page is a lookup.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import cast
 
@@ -133,7 +134,7 @@ def interleaved_page(
 
 class PageMemo:
     """One interleaving method's pages, kept by (lists, page, coins) for `interleaved_page`:
-    at most `capacity`, the oldest dropped first.
+    at most `capacity`, the least recently used dropped first.
 
     Pages are kept only where they can be: two lists, both tuples (hashable, as the service's
     rankers give them), and a method that knows its coins (`interleave.Method.coin_bits`).
@@ -149,7 +150,7 @@ class PageMemo:
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._pages: dict[tuple[object, ...], ShownPage] = {}
+        self._pages: OrderedDict[tuple[object, ...], ShownPage] = OrderedDict()
         self._masks: dict[int, int | None] = {}  # by draft depth: the coins' bit mask
 
     def __len__(self) -> int:
@@ -185,13 +186,14 @@ class PageMemo:
             self.misses += 1
         else:
             self.hits += 1
+            self._pages.move_to_end(key)
         return shown
 
     def put(self, key: tuple[object, ...], shown: ShownPage) -> None:
-        """Keep `shown` for `key`, dropping the oldest page when full."""
+        """Keep `shown` for `key`, dropping the least recently used page when full."""
         pages = self._pages
         if len(pages) >= self.capacity:
-            del pages[next(iter(pages))]
+            pages.popitem(last=False)
         pages[key] = shown
 
 

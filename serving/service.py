@@ -226,9 +226,10 @@ class SearchService:
         self._compactor: asyncio.Task[None] | None = None
         self._compacting = asyncio.Lock()
         self._memos: dict[tuple[str, int], PageMemo] = {}
-        self.metrics.watch_pages(lambda: tuple(self._memos.values()))
+        self._retired_hits = self._retired_misses = 0  # of memos of versions replaced since
+        self.metrics.watch_pages(self._kept_pages)
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
-        self._encoded: dict[tuple[tuple[str, ...], int], msgspec.Raw] = {}  # see `_results`
+        self._encoded: OrderedDict[tuple[tuple[str, ...], int], msgspec.Raw] = OrderedDict()
         # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.
         self._lookups: dict[str, Callable[[str, int], Ranking | None]] = {
             name: ranker.precomputed
@@ -534,7 +535,8 @@ class SearchService:
         if design is Design.INTERLEAVING:
             assert state is not None
             seed = interleave.seed_for(state.spec.salt, unit_id, key)
-        shown = self._page(route, lists, seed, page, page_size)
+        by_corpus_id = query is not None and query.corpus_id is not None
+        shown = self._page(route, lists, seed, page, page_size, keep=by_corpus_id)
         now = datetime.now(UTC)
         assignment = None
         if state is not None:
@@ -582,12 +584,12 @@ class SearchService:
             page=page,
             page_size=page_size,
             has_more=shown.has_more,
-            results=self._results(shown),
+            results=self._results(shown, keep=by_corpus_id),
         )
 
-    def _results(self, shown: ShownPage) -> msgspec.Raw:
-        """A page's results, encoded (once per page: kept like the drafts, oldest dropped
-        first)."""
+    def _results(self, shown: ShownPage, *, keep: bool) -> msgspec.Raw:
+        """A page's results, encoded (`keep`: once per page, kept like the drafts, the least
+        recently used dropped first)."""
         key = (shown.doc_ids, shown.page_start)
         encoded = self._encoded.get(key)
         if encoded is None:
@@ -600,11 +602,12 @@ class SearchService:
                 results.append(SearchResult(doc, thumbnail, full, first + i, i))
             encoded = msgspec.Raw(_RESULTS_ENCODER.encode(results))
             kept = self._encoded
-            if len(kept) >= self.config.limits.drafted_pages:
-                if not kept:
-                    return encoded  # nothing is kept (drafted_pages = 0)
-                del kept[next(iter(kept))]
-            kept[key] = encoded
+            if keep and self.config.limits.drafted_pages:
+                if len(kept) >= self.config.limits.drafted_pages:
+                    kept.popitem(last=False)
+                kept[key] = encoded
+        else:
+            self._encoded.move_to_end(key)
         return encoded
 
     def image_url(self, doc: str) -> str:
@@ -717,7 +720,10 @@ class SearchService:
         seed: int,
         page: int,
         page_size: int,
+        *,
+        keep: bool,
     ) -> ShownPage:
+        """The page shown (`keep`: the page may be kept for other units' searches)."""
         max_page = self.config.limits.max_page
         depth = page * page_size
         deeper = False  # a list is as long as this page: the ranker may hold more
@@ -733,7 +739,7 @@ class SearchService:
             )
         state = route.experiment
         if state is not None and state.config.design is Design.INTERLEAVING:
-            memo = self._memo(state)
+            memo = self._memo(state)  # corpus images' pages only: an upload rarely repeats
             shown = interleaved_page(
                 memo.method,
                 route.rankers,
@@ -744,7 +750,7 @@ class SearchService:
                 max_page=max_page,
                 deeper=deeper,
                 seed_scheme=state.spec.seed_scheme,
-                memo=memo,
+                memo=memo if keep else None,
             )
         else:
             ids = lists[0]
@@ -756,6 +762,15 @@ class SearchService:
             raise InvalidRequestError(f"page {page} is past the last result")
         return shown
 
+    def _kept_pages(self) -> tuple[int, int, int]:
+        """Kept pages' hits and misses since start, and the pages kept now."""
+        memos = tuple(self._memos.values())
+        return (
+            self._retired_hits + sum(m.hits for m in memos),
+            self._retired_misses + sum(m.misses for m in memos),
+            sum(len(m) for m in memos),
+        )
+
     def _memo(self, state: ExperimentState) -> PageMemo:
         """The method of an interleaving experiment's version, with the pages it keeps."""
         key = (state.id, state.version)
@@ -764,7 +779,9 @@ class SearchService:
             assert state.config.method is not None
             method = interleave.get(state.config.method, **dict(state.config.options))
             for earlier in [k for k in self._memos if k[0] == state.id]:
-                del self._memos[earlier]  # a new version drafts anew: its pages go
+                gone = self._memos.pop(earlier)  # a new version drafts anew: its pages go
+                self._retired_hits += gone.hits  # its counts stay in the metrics' totals
+                self._retired_misses += gone.misses
             memo = self._memos[key] = PageMemo(method, self.config.limits.drafted_pages)
         return memo
 

@@ -135,19 +135,28 @@ def test_no_clicks_is_a_tie(lists: tuple[list[int], list[int]], k: int, seed: in
 _COIN_SEEDS = range(400)
 
 
+_COIN_METHODS = [*ALL, interleave.get("team_draft", neutral_prefix=True, competitive_pairs=True)]
+
+
 @settings(max_examples=30, deadline=None)
-@given(lists=lists2, k=ks)
-def test_pages_are_decided_by_their_coin_bits(lists: tuple[list[int], list[int]], k: int) -> None:
+@given(
+    lists=st.tuples(*[st.lists(st.integers(min_value=0, max_value=200), max_size=90)] * 2),
+    k=st.one_of(ks, st.integers(min_value=100, max_value=128)),
+    scheme=st.sampled_from(interleave.SEED_SCHEMES),
+)
+def test_pages_are_decided_by_their_coin_bits(
+    lists: tuple[list[int], list[int]], k: int, scheme: str
+) -> None:
     # A server keeps pages by (lists, k, coin bits): seeds whose first words agree on those
     # bits must draft the same page, or a kept page would differ from the logged seed's.
-    for method in ALL:
+    for method in _COIN_METHODS:
         bits = method.coin_bits(k)
         if bits is None:
             continue
         pages: dict[int, interleave.Page] = {}
         for seed in _COIN_SEEDS:
-            coins = interleave.first_word(seed) & ((1 << bits) - 1)
-            page = method.interleave_seeded(list(lists), k=k, seed=seed)
+            coins = interleave.first_word(seed, scheme) & ((1 << bits) - 1)
+            page = method.interleave_seeded(list(lists), k=k, seed=seed, scheme=scheme)
             assert pages.setdefault(coins, page) == page, (method.name, seed)
 
 
