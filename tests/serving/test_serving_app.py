@@ -173,6 +173,10 @@ def test_upload_search_and_continuing_it_by_query_id(client: TestClient[Litestar
     jpeg_free = png_bytes(size=32, fmt="BMP")
     third = client.post("/search", files={"image": ("q.bmp", jpeg_free, "image/bmp")})
     assert third.json()["query_id"] == body["query_id"]
+    # An upload's pages are never kept: an upload rarely repeats.
+    service = client.app.state.service
+    assert all(len(memo) == 0 for memo in service._memos.values())
+    assert not service._encoded
 
 
 def test_unit_id_from_header_cookie_or_new(client: TestClient[Litestar]) -> None:
