@@ -61,10 +61,10 @@ class Ranker(Protocol):
 class Precomputed(Protocol):
     """A ranker that holds corpus-id rankings ready, found when its index was built."""
 
-    def precomputed(self, corpus_id: str, k: int) -> Ranking | None:
-        """What ``rank(Query(corpus_id=corpus_id), k)`` gives, read without a search (cheap
-        enough to call on an event loop: a row of a memory-mapped table, a page fault at
-        worst); None when it is not held `k` deep.
+    def precomputed_ids(self, corpus_id: str, k: int) -> tuple[str, ...] | None:
+        """The ids of ``rank(Query(corpus_id=corpus_id), k)``, without repeats, read without a
+        search (cheap enough to call on an event loop: a row of a memory-mapped table, a page
+        fault at worst); None when they are not held `k` deep.
 
         Raises:
             UnknownItemError: `corpus_id` is not in the corpus.

@@ -117,6 +117,20 @@ class EmbeddingRanker:
         ids = self._corpus.ids
         return Ranking(tuple([ids[key] for key in found[0]]), tuple(found[1]))
 
+    def precomputed_ids(self, corpus_id: str, k: int) -> tuple[str, ...] | None:
+        """`precomputed`'s ids alone (what a server shows), without repeats: a graph search
+        finds each corpus row once, and the table leaves the query's own row out.
+
+        Raises:
+            UnknownItemError: `corpus_id` is not in the corpus.
+            ValueError: `k` is not positive.
+        """
+        keys = self._index.neighbour_keys(self._corpus.index_of(corpus_id), check_k(k))
+        if keys is None:
+            return None
+        ids = self._corpus.ids
+        return tuple([ids[key] for key in keys])
+
     def rank(self, query: Query, k: int) -> Ranking:
         """The `k` most similar corpus images (fewer only if the corpus is smaller).
 

@@ -622,19 +622,24 @@ class VectorIndex:
         found = int(np.count_nonzero(keys >= 0))  # padding (-1) is trailing
         return keys[:found].astype(np.int64), self._neighbour_scores[key, :found].copy()
 
-    def neighbour_lists(self, key: int, k: int) -> tuple[list[int], list[float]] | None:
-        """`neighbours` as Python lists, what a server turns into ids.
-
-        Two conversions in C, where arrays cost a search by corpus id a few numpy calls more.
-        """
+    def neighbour_keys(self, key: int, k: int) -> list[int] | None:
+        """`neighbours`' keys alone, as a Python list: what a server turns into ids, in one
+        conversion in C (arrays would cost a search by corpus id a few numpy calls more)."""
         table = self._neighbour_keys
-        if table is None or self._neighbour_scores is None or k > table.shape[1]:
+        if table is None or k > table.shape[1]:
             return None
         if not 0 <= key < len(self):
             raise IndexError(f"key {key} is outside 0..{len(self) - 1}")
         keys: list[int] = table[key, :k].tolist()
         if keys and keys[-1] < 0:  # padding (-1) is trailing
             keys = keys[: keys.index(-1)]
+        return keys
+
+    def neighbour_lists(self, key: int, k: int) -> tuple[list[int], list[float]] | None:
+        """`neighbours` as Python lists (see `neighbour_keys`)."""
+        keys = self.neighbour_keys(key, k)
+        if keys is None or self._neighbour_scores is None:
+            return None
         scores: list[float] = self._neighbour_scores[key, : len(keys)].tolist()
         return keys, scores
 

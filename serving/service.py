@@ -59,7 +59,7 @@ from analysis.schema import (
     read_experiments,
     scan,
 )
-from rankers.base import Precomputed, Query, Ranker, Ranking
+from rankers.base import Precomputed, Query, Ranker
 from rankers.corpus import Corpus
 from rankers.images import decode
 from serving.api import (
@@ -231,8 +231,8 @@ class SearchService:
         self._urls: dict[str, tuple[str, str]] = {}  # corpus ids only: bounded by the corpus
         self._encoded: OrderedDict[tuple[tuple[str, ...], int], msgspec.Raw] = OrderedDict()
         # Rankers holding corpus-id rankings ready (`rankers.Precomputed`): read on the loop.
-        self._lookups: dict[str, Callable[[str, int], Ranking | None]] = {
-            name: ranker.precomputed
+        self._lookups: dict[str, Callable[[str, int], tuple[str, ...] | None]] = {
+            name: ranker.precomputed_ids
             for name, ranker in self.rankers.items()
             if isinstance(ranker, Precomputed)
         }
@@ -708,10 +708,9 @@ class SearchService:
         if lookup is None:
             return None
         try:
-            ranking = lookup(key, depth)
+            return lookup(key, depth)
         except Exception:
             return None
-        return None if ranking is None else tuple(dict.fromkeys(ranking.ids))
 
     def _page(
         self,
@@ -778,12 +777,17 @@ class SearchService:
         if memo is None:
             assert state.config.method is not None
             method = interleave.get(state.config.method, **dict(state.config.options))
-            for earlier in [k for k in self._memos if k[0] == state.id]:
-                gone = self._memos.pop(earlier)  # a new version drafts anew: its pages go
-                self._retired_hits += gone.hits  # its counts stay in the metrics' totals
-                self._retired_misses += gone.misses
+            self._drop_pages(state.id)  # a new version drafts anew: the old one's pages go
             memo = self._memos[key] = PageMemo(method, self.config.limits.drafted_pages)
         return memo
+
+    def _drop_pages(self, experiment_id: str) -> None:
+        """Forget the pages kept for an experiment (every version); their hit and miss counts
+        stay in the metrics' totals."""
+        for key in [k for k in self._memos if k[0] == experiment_id]:
+            gone = self._memos.pop(key)
+            self._retired_hits += gone.hits
+            self._retired_misses += gone.misses
 
     async def _ranked(
         self, name: str, query: Query | None, query_id: str, depth: int
@@ -808,12 +812,11 @@ class SearchService:
         lookup = self._lookups.get(name) if by_id else None
         started = time.perf_counter()
         try:
-            ranking = None if lookup is None else lookup(query_id, depth)
-            if ranking is not None:  # read, not ranked: no ranker time to observe
+            held = None if lookup is None else lookup(query_id, depth)
+            if held is not None:  # read, not ranked: no ranker time to observe
                 self.metrics.ranker_table_reads.labels(name).inc()
-                ids = tuple(dict.fromkeys(ranking.ids))
-                self.rankings.put((name, query_id, depth), ids)
-                return ids
+                self.rankings.put((name, query_id, depth), held)
+                return held
             async with asyncio.timeout(self.config.limits.ranker_timeout):
                 ids = await self._batchers[(name, uploads)].submit((query, depth))
         except TimeoutError:
@@ -935,8 +938,10 @@ class SearchService:
         return _experiment_out(self._engine().start(experiment_id))
 
     def stop_experiment(self, experiment_id: str) -> ExperimentOut:
-        """Stop an experiment; see `Engine.stop`."""
-        return _experiment_out(self._engine().stop(experiment_id))
+        """Stop an experiment (its kept pages are dropped); see `Engine.stop`."""
+        state = self._engine().stop(experiment_id)
+        self._drop_pages(experiment_id)  # it serves no page until it runs again
+        return _experiment_out(state)
 
     def update_experiment(
         self,

@@ -102,9 +102,13 @@ def test_neighbour_lists_are_the_tables_rows_as_lists() -> None:
             found = index.neighbours(row, k)
             assert found is not None
             assert index.neighbour_lists(row, k) == (found[0].tolist(), found[1].tolist())
+            assert index.neighbour_keys(row, k) == found[0].tolist()  # no padding
     assert index.neighbour_lists(0, 61) is None
+    assert index.neighbour_keys(0, 61) is None
     with pytest.raises(IndexError):
         index.neighbour_lists(40, 5)
+    with pytest.raises(IndexError):
+        index.neighbour_keys(-1, 5)
 
 
 def test_the_table_is_saved_checked_and_optional(
@@ -177,6 +181,14 @@ def test_a_corpus_id_query_reads_the_table_and_searches_only_past_it(
     exact, _ = exact_search(vectors, vectors[3:4], 9)
     assert held.ids == tuple(corpus.ids[k] for k in exact[0].tolist() if k != 3)[:8]
     assert ranker.precomputed(item, 9) is None
+    assert ranker.precomputed_ids(item, 9) is None
+    for doc in corpus.ids:  # what a server reads: the same ids, each once, never the query
+        for k in (1, 5, 8):
+            ids = ranker.precomputed_ids(doc, k)
+            assert ids == ranker.precomputed(doc, k).ids  # type: ignore[union-attr]
+            assert ids is not None
+            assert len(set(ids)) == len(ids) == k
+            assert doc not in ids
     searched = ranker.rank(Query(corpus_id=item), 9)  # deeper than the table: a search
     assert item not in searched.ids
     assert len(searched.ids) == 9

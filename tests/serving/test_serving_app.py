@@ -136,6 +136,33 @@ def test_pages_kept_for_a_popular_query_are_each_units_own(client: TestClient[Li
     assert f"braid_kept_pages_entries {float(len(memo))}" in text
 
 
+def test_a_stopped_experiments_kept_pages_go_and_their_counts_stay(
+    client: TestClient[Litestar],
+) -> None:
+    def figures() -> tuple[float, float, float]:
+        lines = dict(
+            line.rsplit(" ", 1)
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("braid_kept_pages_")
+        )
+        return tuple(  # type: ignore[return-value]
+            float(lines[f"braid_kept_pages_{name}"])
+            for name in ("hits_total", "misses_total", "entries")
+        )
+
+    for i in range(30):
+        search(client, corpus_id=IDS[5], unit_id=f"stop-{i}")
+    hits, misses, entries = figures()
+    assert hits + misses == 30
+    assert entries == misses > 0
+    assert client.post("/experiments/ab-interleaved/stop", headers=AUTH).status_code == 200
+    assert not client.app.state.service._memos  # no page of a stopped experiment is kept
+    assert figures() == (hits, misses, 0.0)  # the totals never go down
+    assert client.post("/experiments/ab-interleaved/start", headers=AUTH).status_code == 200
+    search(client, corpus_id=IDS[5], unit_id="stop-0")  # drafted afresh: a miss
+    assert figures() == (hits, misses + 1, 1.0)
+
+
 def test_kept_pages_answer_as_drafted_ones(
     client: TestClient[Litestar], make_client: ClientFactory, tmp_path: Path, corpus_dir: Path
 ) -> None:
