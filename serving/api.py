@@ -170,3 +170,6 @@ class Health(msgspec.Struct, frozen=True):
     journal_commits: int
     journal_records: int
     uncompacted_records: int
+    fsync_restarts: int
+    """Times the journal's fsync process was lost and started again (the journal breaks
+    when it is lost a fourth time within a minute)."""

@@ -9,7 +9,10 @@ appended to a journal in ``LOGDIR/journal/``, one checksummed line per record::
 records are written and fdatasynced: a request is acknowledged after that. A helper process
 (`serving._syncer`) fdatasyncs on request, one fsync at a time. The appends made while one
 runs are written by one ``write`` when it ends and share the next (group commit): many
-concurrent requests share each write and each fsync, so throughput holds.
+concurrent requests share each write and each fsync, so throughput holds. If the helper is
+lost (killed, say), another is started and handed every segment not yet compacted; the
+appends that waited on the lost one are acknowledged once the new one has synced them. Lost
+a fourth time within a minute, the journal breaks: it refuses every append from then on.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
@@ -41,6 +44,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -100,6 +104,10 @@ _SEGMENT_GLOB: Final = "segment-*.jsonl"
 _ZEROED: Final = 1024 * 1024
 """Bytes of zeros written ahead of the records at a time (about 600 impressions): the fsync
 that flushes them takes about 1 ms here (4 for 4 MiB), once per chunk."""
+_RESTARTS: Final = 3
+_RESTART_WINDOW: Final = 60.0
+"""The journal breaks when its fsync process is lost a `_RESTARTS`th time within this many
+seconds: a process that keeps dying is a broken machine, not bad luck."""
 _INTENT: Final = "compaction.intent"
 _COMPACTION_LOCK: Final = ".compaction.lock"
 _NULLABLE: Final = frozenset({"excluded"})  # the only field a record may leave null
@@ -235,12 +243,14 @@ class JournalStats:
         records: Records committed.
         bytes: Bytes committed.
         fsync_seconds: Total time spent in fsync.
+        fsync_restarts: Times the fsync process was lost and started again.
     """
 
     commits: int
     records: int
     bytes: int
     fsync_seconds: float
+    fsync_restarts: int = 0
 
 
 class _Group:
@@ -311,6 +321,7 @@ class Journal:
         self._records = 0
         self._bytes = 0
         self._fsync_seconds = 0.0
+        self._restarts: list[float] = []  # when the fsync process was started again
 
     @property
     def directory(self) -> Path:
@@ -320,12 +331,15 @@ class Journal:
     @property
     def stats(self) -> JournalStats:
         """Counters since `open`."""
-        return JournalStats(self._commits, self._records, self._bytes, self._fsync_seconds)
+        return JournalStats(
+            self._commits, self._records, self._bytes, self._fsync_seconds, len(self._restarts)
+        )
 
     @property
     def failure(self) -> str | None:
-        """Why the journal refuses appends (a failed write or fsync, its fsync process gone),
-        or None while it works. It does not recover: the server must be restarted."""
+        """Why the journal refuses appends (a failed write or fsync, its fsync process lost
+        too often), or None while it works. It does not recover: the server must be
+        restarted."""
         return self._broken
 
     @property
@@ -362,26 +376,93 @@ class Journal:
         except OSError as error:
             raise JournalError(f"cannot open the journal in {self._dir}: {error}") from error
         if self._fsync:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
-                self._syncer = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _syncer.__file__, str(theirs.fileno())],
-                    pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # a terminal's Ctrl-C is the server's to handle
-                )
+                self._start_syncer(loop)
             except OSError as error:
-                ours.close()
                 os.close(self._fd)
                 raise JournalError(f"cannot start the journal's fsync process: {error}") from error
-            finally:
-                theirs.close()
-            ours.setblocking(False)
-            self._channel = ours
             self._unsent = [self._fd]
-            loop.add_reader(ours.fileno(), self._answered)
         self._loop = loop
         self._closing = False
+
+    def _start_syncer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the fsync process and listen for its answers.
+
+        Raises:
+            OSError: It cannot be started.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._syncer = subprocess.Popen(
+                [sys.executable, "-I", "-S", _syncer.__file__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is the server's to handle
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel = ours
+        loop.add_reader(ours.fileno(), self._answered)
+
+    def _syncer_lost(self, reason: str) -> None:
+        """The fsync process is gone: start another and ask it again for what the lost one
+        had been asked (or break, if it was lost `_RESTARTS` times within `_RESTART_WINDOW`
+        seconds, or cannot be started).
+
+        The lost process may have died before syncing segments it held, so the new one is
+        handed every segment not yet compacted, oldest first, then the active one: syncing a
+        segment whose pages are clean costs next to nothing. Nothing it covers was
+        acknowledged yet: those appends wait, and are acknowledged once it answers.
+        """
+        loop = self._loop
+        assert loop is not None
+        if self._channel is not None:
+            loop.remove_reader(self._channel.fileno())
+            self._channel.close()
+            self._channel = None
+        lost, self._syncer = self._syncer, None
+        if lost is not None:
+            with contextlib.suppress(OSError):
+                lost.kill()  # gone already, or hung: either way, it is not asked again
+            loop.run_in_executor(None, lost.wait)  # reaped off the loop
+        now = time.monotonic()
+        recent = [t for t in self._restarts if now - t < _RESTART_WINDOW]
+        if len(recent) >= _RESTARTS:
+            self._break(f"the journal's fsync process is gone ({reason})")
+            return
+        for fd in self._unsent:
+            if fd != self._fd:
+                os.close(fd)  # retired: reopened below with the other segments
+        held: list[int] = []
+        try:
+            for path in self.sealed():
+                try:
+                    held.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    continue  # compacted meanwhile: it is durable in Parquet
+            while len(held) >= _syncer.MAX_FDS:  # more than a request carries: the oldest here
+                oldest = held.pop(0)
+                try:
+                    os.fdatasync(oldest)
+                finally:
+                    os.close(oldest)
+            self._start_syncer(loop)
+        except OSError as error:
+            for fd in held:
+                os.close(fd)
+            self._unsent = [self._fd]
+            self._break(f"the journal's fsync process is gone ({reason}), and a new one: {error}")
+            return
+        self._restarts.append(now)
+        logger.warning("the journal's fsync process was lost (%s); started another", reason)
+        self._unsent = [*held, self._fd]
+        self._written, self._syncing = [*self._syncing, *self._written], []
+        if self._written:
+            self._ask()
 
     def append(self, records: Sequence[Record]) -> asyncio.Future[None]:
         """Queue records; the future completes once they are durable (or fails with
@@ -541,8 +622,12 @@ class Journal:
             else:
                 self._channel.send(request)
         except OSError as error:
-            self._break(f"the journal's fsync process is gone: {error}")
-            _settle((w for g in groups for w in g.waiters), self._broken)
+            if self._channel is None:  # stopped (closing): nothing to start again
+                self._break(f"the journal's fsync process is gone: {error}")
+                _settle((w for g in groups for w in g.waiters), self._broken)
+                return
+            self._written = [*groups, *self._written]
+            self._syncer_lost(str(error))
             return
         self._syncing = groups
 
@@ -559,9 +644,7 @@ class Journal:
             else:
                 reason = "it exited"
             if len(data) != _syncer.ANSWER.size:
-                assert self._loop is not None
-                self._loop.remove_reader(self._channel.fileno())
-                self._break(f"the journal's fsync process is gone ({reason})")
+                self._syncer_lost(reason)
                 return
             number, errno, seconds = _syncer.ANSWER.unpack(data)
             if not self._syncing or self._syncing[-1].number != number:

@@ -143,6 +143,7 @@ class Metrics:
         "_routes",
         "batch_size",
         "clicks",
+        "fsync_restarts",
         "impressions",
         "journal_commits",
         "journal_records",
@@ -207,6 +208,11 @@ class Metrics:
         )
         self.journal_records = Gauge(
             "braid_journal_records", "Records committed to the journal since start.", registry=r
+        )
+        self.fsync_restarts = Gauge(
+            "braid_journal_fsync_restarts",
+            "Times the journal's fsync process was lost and started again, since start.",
+            registry=r,
         )
         self.uncompacted = Gauge(
             "braid_journal_uncompacted_records",

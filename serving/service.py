@@ -995,6 +995,7 @@ class SearchService:
         stats = self.journal.stats
         self.metrics.journal_commits.set(stats.commits)
         self.metrics.journal_records.set(stats.records)
+        self.metrics.fsync_restarts.set(stats.fsync_restarts)
         self.metrics.uncompacted.set(self.journal.uncompacted_records)
         running = sum(s.running for s in self.engine.experiments()) if self.engine else 0
         failure = self.journal.failure
@@ -1004,6 +1005,7 @@ class SearchService:
             journal_commits=stats.commits,
             journal_records=stats.records,
             uncompacted_records=self.journal.uncompacted_records,
+            fsync_restarts=stats.fsync_restarts,
         )
 
 

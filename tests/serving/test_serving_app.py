@@ -743,17 +743,28 @@ def test_ab_figures_count_clicks_per_arm(make_client: ClientFactory) -> None:
     assert figures["srm"]["p_value"] > 0
 
 
-def test_a_failed_event_log_refuses_searches_and_fails_health(make_client: ClientFactory) -> None:
+def test_a_lost_fsync_process_is_started_again_then_a_failed_log_refuses_searches(
+    make_client: ClientFactory,
+) -> None:
     client = make_client()
     assert client.post("/search", json={"corpus_id": IDS[0]}).status_code == 200
     service = client.app.state.service
-    syncer = service.journal._syncer
-    syncer.kill()  # the fsync process dies (the OOM killer, say)
-    syncer.wait()
-    refused = client.post("/search", json={"corpus_id": IDS[1]})
-    assert refused.status_code == 503
-    assert "fsync process is gone" in refused.json()["detail"]
+    for lost in range(1, 5):
+        syncer = service.journal._syncer
+        syncer.kill()  # the fsync process dies (the OOM killer, say)
+        syncer.wait()
+        answer = client.post("/search", json={"corpus_id": IDS[lost]})
+        if lost < 4:  # started again: the search is logged and acknowledged
+            assert answer.status_code == 200, answer.text
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert health.json()["status"] == "ok"
+            assert health.json()["fsync_restarts"] == lost
+            assert f"braid_journal_fsync_restarts {float(lost)}" in client.get("/metrics").text
+    # Lost a fourth time within a minute: the log is failed, and says so.
+    assert answer.status_code == 503
+    assert "fsync process is gone" in answer.json()["detail"]
     health = client.get("/health")
     assert health.status_code == 503
     assert health.json()["status"].startswith("event log failed")
-    assert client.post("/search", json={"corpus_id": IDS[2]}).status_code == 503
+    assert client.post("/search", json={"corpus_id": IDS[5]}).status_code == 503

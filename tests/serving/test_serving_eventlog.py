@@ -173,20 +173,92 @@ def test_a_failed_fsync_fails_the_appends_and_every_later_one(tmp_path: Path) ->
     journal_run(tmp_path, body)
 
 
-def test_a_dead_fsync_process_fails_appends_and_nothing_hangs(tmp_path: Path) -> None:
+def test_a_lost_fsync_process_is_started_again_and_loses_nothing(tmp_path: Path) -> None:
+    """Killed idle or with a sync in flight, the fsync process is started again and the
+    waiting appends are acknowledged; lost a fourth time within a minute, the journal breaks
+    (and every append after is refused), never acknowledging what was not synced."""
+    import signal
+
     from serving.errors import JournalError
 
-    async def body(journal: Journal) -> None:
+    async def body(journal: Journal) -> list[JournalStats]:
+        seen = []
         await journal.append(records(1))
+        lost = journal._syncer
+        assert lost is not None
+        lost.kill()
+        await asyncio.to_thread(lost.wait)
+        await asyncio.wait_for(journal.append(records(2)), timeout=10)  # a new one syncs it
+        assert journal._syncer is not None
+        assert journal._syncer is not lost
+        assert journal._syncer.poll() is None
+        seen.append(journal.stats)
+        journal._syncer.send_signal(signal.SIGSTOP)  # the next sync stays in flight
+        waiting = journal.append(records(3))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # written and asked for, not acknowledged
+        journal._syncer.kill()
+        await asyncio.wait_for(waiting, timeout=10)
+        seen.append(journal.stats)
+        journal._syncer.kill()  # a third loss within the minute: started again
+        await asyncio.to_thread(journal._syncer.wait)
+        await asyncio.sleep(0.05)  # the loop hears the socket close
+        assert journal.failure is None
         assert journal._syncer is not None
         journal._syncer.kill()
         await asyncio.to_thread(journal._syncer.wait)
         with pytest.raises(JournalError, match="fsync process is gone"):
             await asyncio.wait_for(journal.append(records(1)), timeout=10)
+        assert journal.failure is not None
         with pytest.raises(JournalError, match="failed earlier"):
             journal.append(records(1))
+        seen.append(journal.stats)
+        return seen
+
+    after_idle, after_in_flight, broken = journal_run(tmp_path, body)
+    assert (after_idle.fsync_restarts, after_in_flight.fsync_restarts) == (1, 2)
+    assert broken.fsync_restarts == 3
+    assert broken.records == 3 * (1 + 2 + 3)  # every append acknowledged, none after
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    assert read_segment(segment).records == (*records(1), *records(2), *records(3))
+
+
+def test_a_new_fsync_process_syncs_the_segments_the_lost_one_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment sealed while a sync was in flight was handed to the process that was then
+    lost: the next one is handed it again (with the active segment, last)."""
+    import signal
+    import socket
+
+    from serving import eventlog
+
+    handed: list[list[str]] = []
+    real_send_fds = socket.send_fds
+
+    def send_fds(sock: socket.socket, buffers: list[bytes], fds: list[int]) -> int:
+        handed.append([Path(os.readlink(f"/proc/self/fd/{fd}")).name for fd in fds])
+        return real_send_fds(sock, buffers, fds)
+
+    monkeypatch.setattr(eventlog.socket, "send_fds", send_fds)
+
+    async def body(journal: Journal) -> None:
+        await journal.append([impression(0)])
+        assert journal._syncer is not None
+        journal._syncer.send_signal(signal.SIGSTOP)
+        first = journal.append([impression(1)])  # asked for; stays in flight
+        await asyncio.sleep(0.05)
+        rotated = asyncio.ensure_future(journal.rotate())
+        await asyncio.sleep(0)
+        second = journal.append([impression(2)])  # segment 2, written after the sync ends
+        journal._syncer.kill()
+        await asyncio.wait_for(asyncio.gather(first, rotated, second), timeout=10)
 
     journal_run(tmp_path, body)
+    assert handed[0] == ["segment-00000001.jsonl"]
+    assert handed[-1] == ["segment-00000001.jsonl", "segment-00000002.jsonl"]
+    shown = [read_segment(p).records for p in sorted(journal_dir(tmp_path).glob("segment-*"))]
+    assert shown == [(impression(0), impression(1)), (impression(2),)]
 
 
 def test_close_commits_what_is_queued_and_stops_the_fsync_process(tmp_path: Path) -> None:
