@@ -86,7 +86,10 @@ class ExperimentState:
 
     def owns(self, point: float) -> bool:
         """Whether a unit at `point` of the layer is in this experiment."""
-        return any(low <= point < high for low, high in self.intervals)
+        for low, high in self.intervals:  # noqa: SIM110 (no generator per new unit)
+            if low <= point < high:
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ class Engine:
         "_persist",
         "_rankers",
         "_routes",
+        "_shared",
         "_states",
     )
 
@@ -195,6 +199,7 @@ class Engine:
         self._persist = persist
         self._on_version = on_version
         self._routes: dict[str, Route] = {}  # by unit id; emptied by every change
+        self._shared: dict[tuple[str, str], Route] = {}  # one per treatment; emptied likewise
         for event in events:
             self._apply(event)
 
@@ -235,14 +240,24 @@ class Engine:
                 state = self._states[experiment_id]
                 if state.running and state.owns(point):
                     return self._treat(state, unit_id)
-        return Route(None, self._default, (self._default,))
+        return self._shared_route(None, self._default, (self._default,))
 
     def _treat(self, state: ExperimentState, unit_id: str) -> Route:
         config = state.config
         if config.design is Design.INTERLEAVING:
-            return Route(state, INTERLEAVED, config.rankers)
+            return self._shared_route(state, INTERLEAVED, config.rankers)
         arm = config.rankers[choose_arm(config.weights, unit_point(state.spec.salt, unit_id))]
-        return Route(state, arm, (arm,))
+        return self._shared_route(state, arm, (arm,))
+
+    def _shared_route(
+        self, state: ExperimentState | None, treatment: str, rankers: tuple[str, ...]
+    ) -> Route:
+        """The one `Route` of a treatment, shared by its units (made once, not per unit)."""
+        key = ("" if state is None else state.id, treatment)
+        route = self._shared.get(key)
+        if route is None:
+            route = self._shared[key] = Route(state, treatment, rankers)
+        return route
 
     # -- changing ---------------------------------------------------------------------------
 
@@ -413,6 +428,7 @@ class Engine:
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         self._routes.clear()
+        self._shared.clear()
         kind = event["event"]
         if kind == "define":
             config = config_from_json(event["config"])
