@@ -10,9 +10,10 @@ records are written and fdatasynced: a request is acknowledged after that. A hel
 (`serving._syncer`) fdatasyncs on request, one fsync at a time. The appends made while one
 runs are written by one ``write`` when it ends and share the next (group commit): many
 concurrent requests share each write and each fsync, so throughput holds. If the helper is
-lost (killed, say), another is started and handed every segment not yet compacted; the
-appends that waited on the lost one are acknowledged once the new one has synced them. Lost
-a fourth time within a minute, the journal breaks: it refuses every append from then on.
+lost (killed, say), another is started and handed every segment not yet compacted; appends
+that waited on a sync the lost one never answered fail (unacknowledged: its fdatasync may
+have failed unseen), the others are acknowledged once the new one has synced them. Lost a
+fourth time within a minute, the journal breaks: it refuses every append from then on.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
@@ -413,10 +414,13 @@ class Journal:
         had been asked (or break, if it was lost `_RESTARTS` times within `_RESTART_WINDOW`
         seconds, or cannot be started).
 
-        The lost process may have died before syncing segments it held, so the new one is
-        handed every segment not yet compacted, oldest first, then the active one: syncing a
-        segment whose pages are clean costs next to nothing. Nothing it covers was
-        acknowledged yet: those appends wait, and are acknowledged once it answers.
+        If a sync was in flight, the appends written since the last answer fail (they were
+        never acknowledged; a reader may still find them, as after a crash): the lost
+        process's fdatasync may have failed, and Linux reports a writeback error once, so a
+        new fdatasync of the same file could succeed without their pages on disk. Appends
+        written while it was idle are asked again. The new process is handed every segment not
+        yet compacted, oldest first, then the active one (syncing clean pages costs next to
+        nothing).
         """
         loop = self._loop
         assert loop is not None
@@ -434,6 +438,13 @@ class Journal:
         if len(recent) >= _RESTARTS:
             self._break(f"the journal's fsync process is gone ({reason})")
             return
+        if self._syncing:  # its fsync's outcome is unknown: see above
+            doubtful, self._syncing, self._written = [*self._syncing, *self._written], [], []
+            _settle(
+                (w for g in doubtful for w in g.waiters),
+                f"the journal's fsync process was lost during a sync ({reason}): these events "
+                "are not known to be durable; try again",
+            )
         for fd in self._unsent:
             if fd != self._fd:
                 os.close(fd)  # retired: reopened below with the other segments
@@ -460,9 +471,9 @@ class Journal:
         self._restarts.append(now)
         logger.warning("the journal's fsync process was lost (%s); started another", reason)
         self._unsent = [*held, self._fd]
-        self._written, self._syncing = [*self._syncing, *self._written], []
         if self._written:
             self._ask()
+        self._flush()  # appends queued behind the lost sync: nothing else would write them
 
     def append(self, records: Sequence[Record]) -> asyncio.Future[None]:
         """Queue records; the future completes once they are durable (or fails with
@@ -615,10 +626,6 @@ class Journal:
                 raise OSError("it was stopped")
             if self._unsent:
                 socket.send_fds(self._channel, [request], self._unsent)
-                for fd in self._unsent:
-                    if fd != self._fd:
-                        os.close(fd)  # retired: the syncer syncs and closes its own copy
-                self._unsent = []
             else:
                 self._channel.send(request)
         except OSError as error:
@@ -626,10 +633,14 @@ class Journal:
                 self._break(f"the journal's fsync process is gone: {error}")
                 _settle((w for g in groups for w in g.waiters), self._broken)
                 return
-            self._written = [*groups, *self._written]
+            self._written = [*groups, *self._written]  # never asked: safe to ask again
             self._syncer_lost(str(error))
             return
         self._syncing = groups
+        retired, self._unsent = [fd for fd in self._unsent if fd != self._fd], []
+        for fd in retired:  # the syncer syncs and closes its own copies
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _answered(self) -> None:
         """The syncer answered (or closed): settle the groups its fsync covered."""
