@@ -143,12 +143,17 @@ async def _connection(
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
-            length = 0
+            length, retry_after = 0, 0.0
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
+                elif line[:12].lower() == b"retry-after:":
+                    retry_after = float(line[12:])
             await reader.readexactly(length)
-            answers.append((now, time.perf_counter(), status))
+            done = time.perf_counter()
+            answers.append((now, done, status))
+            if status == 503 and retry_after:  # as a well-behaved client does
+                await asyncio.sleep(min(retry_after, until - done))
     finally:
         writer.close()
 
@@ -173,7 +178,10 @@ def load(
     run (the last answer, when `limit` ends it first), whenever their requests were sent: a
     closed loop whose answers take 0.6 s (64 uploads in flight) would otherwise credit the
     server's first 0.6 s of work to the warm-up and undercount a 5 s run by a tenth. Latencies
-    are those of the same answers.
+    are those of the same answers. Only answers with status 200 count towards the rate and
+    the latencies (a refusal, 503 for an upload the models are too busy for, is quick and
+    served nothing); `errors` counts the others. A connection refused with 503 waits the
+    Retry-After it was given before it sends again, as a well-behaved client does.
     """
     answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
     counter = counter if counter is not None else itertools.count()
@@ -193,10 +201,11 @@ def load(
     last = max((done for _, done, _ in answers), default=until)
     end = until if last >= until else last  # a limited run may end before `until`
     counted = [(sent, done, status) for sent, done, status in answers if start <= done <= end]
-    ms = np.array([done - sent for sent, done, _ in counted]) * 1000
+    served = [(sent, done) for sent, done, status in counted if status == 200]
+    ms = np.array([done - sent for sent, done in served]) * 1000
     ms = ms if ms.size else np.array([np.nan])
     return {
-        "rps": len(counted) / (end - start) if end > start else 0.0,
+        "rps": len(served) / (end - start) if end > start else 0.0,
         "p50": float(np.percentile(ms, 50)),
         "p99": float(np.percentile(ms, 99)),
         "n": float(len(counted)),

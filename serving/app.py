@@ -145,7 +145,9 @@ def _error_response(request: Request[Any, Any, Any], error: Exception) -> Respon
         detail = str(error)
     service: SearchService = request.app.state.service
     service.metrics.refused.labels(type(error).__name__).inc()
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = (
+        {"Retry-After": str(error.retry_after)} if isinstance(error, UnavailableError) else None
+    )
     return Response({"status_code": status, "detail": detail}, status_code=status, headers=headers)
 
 

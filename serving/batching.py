@@ -10,6 +10,10 @@ added latency is at most `max_wait`.
 
 If the batch function raises, each item of the batch is retried alone, so one bad item fails
 only its own caller.
+
+`item_seconds` is the recent wall time of a call per item it held (a moving average over
+calls, the latest weighted most): the server multiplies it by the work in flight to refuse an
+upload that would wait past its deadline, rather than queue it to time out.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -28,6 +33,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
+_WEIGHT = 0.2
+"""The weight of the latest call in `item_seconds` (about the last five calls count)."""
+
 
 class MicroBatcher(Generic[T, R]):
     """Gathers items submitted concurrently on one event loop into batched calls."""
@@ -37,6 +45,7 @@ class MicroBatcher(Generic[T, R]):
         "_executor",
         "_fn",
         "_full",
+        "_item_seconds",
         "_items",
         "_max_batch",
         "_max_wait",
@@ -77,6 +86,7 @@ class MicroBatcher(Generic[T, R]):
         self._task: asyncio.Task[None] | None = None
         self._batches = 0
         self._items = 0
+        self._item_seconds = 0.0
 
     @property
     def batches(self) -> int:
@@ -87,6 +97,11 @@ class MicroBatcher(Generic[T, R]):
     def items(self) -> int:
         """Items processed so far."""
         return self._items
+
+    @property
+    def item_seconds(self) -> float:
+        """Recent wall seconds of a call per item in it (0.0 before the first call ends)."""
+        return self._item_seconds
 
     async def submit(self, item: T) -> R:
         """Queue `item` and wait for its result (the batch function's exception, if it failed)."""
@@ -122,8 +137,10 @@ class MicroBatcher(Generic[T, R]):
             self._items += len(items)
             if self._observe is not None:
                 self._observe(len(items))
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._fn, items)
+                self._timed(started, len(items))
                 if len(results) != len(items):
                     raise RuntimeError(
                         f"batch function returned {len(results)} results for {len(items)} items"
@@ -145,6 +162,13 @@ class MicroBatcher(Generic[T, R]):
             for (_, future), result in zip(live, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    def _timed(self, started: float, items: int) -> None:
+        per_item = (time.perf_counter() - started) / items
+        if self._item_seconds == 0.0:
+            self._item_seconds = per_item
+        else:
+            self._item_seconds += _WEIGHT * (per_item - self._item_seconds)
 
 
 def _fail(future: asyncio.Future[R], error: BaseException) -> None:

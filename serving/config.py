@@ -17,6 +17,7 @@ team-draft interleaving experiment between them. A file looks like::
     max_upload_bytes = 10485760  # larger uploads get 413
     max_pixels = 25000000        # larger images are refused as decompression bombs
     ranker_timeout = 2.0         # seconds; a slower ranker counts as failed
+    max_upload_wait = 1.0        # seconds (default: half the timeout); longer waits get 503
     max_page = 5                 # deepest result page served
     ranking_cache = 50000        # rankers' lists of corpus-id queries kept (LRU; 0: none)
     drafted_pages = 20000        # pages kept by lists and coins, and encoded (0: none)
@@ -86,6 +87,10 @@ class Limits:
             is being read.
         max_pixels: Largest decoded image (width x height): guards against decompression bombs.
         ranker_timeout: Seconds a ranker may take before it counts as failed.
+        max_upload_wait: Seconds an upload may be expected to wait for its embeddings (the
+            uploads in flight times the models' recent seconds per image); a longer wait is
+            refused with 503 and Retry-After before any work, not queued to time out. At most
+            `ranker_timeout`; half of it when not configured.
         max_page: Deepest result page served (pages are 1-based).
         batch_size: Most uploads one ranker call embeds at once (micro-batching).
         batch_wait_ms: How long the first upload of a batch waits for others to join it.
@@ -102,6 +107,7 @@ class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 25_000_000
     ranker_timeout: float = 2.0
+    max_upload_wait: float = 1.0
     max_page: int = 5
     batch_size: int = 4
     batch_wait_ms: float = 2.0
@@ -405,13 +411,17 @@ def _corpus(table: Mapping[str, Any]) -> CorpusConfig:
 def _limits(table: Mapping[str, Any]) -> Limits:
     defaults = Limits()
     _keys(table, "limits", set(Limits.__dataclass_fields__))
-    return Limits(
+    ranker_timeout = _positive(
+        table.get("ranker_timeout", defaults.ranker_timeout), "limits.ranker_timeout"
+    )
+    limits = Limits(
         max_upload_bytes=_positive_int(
             table.get("max_upload_bytes", defaults.max_upload_bytes), "limits.max_upload_bytes"
         ),
         max_pixels=_positive_int(table.get("max_pixels", defaults.max_pixels), "limits.max_pixels"),
-        ranker_timeout=_positive(
-            table.get("ranker_timeout", defaults.ranker_timeout), "limits.ranker_timeout"
+        ranker_timeout=ranker_timeout,
+        max_upload_wait=_positive(
+            table.get("max_upload_wait", ranker_timeout / 2), "limits.max_upload_wait"
         ),
         max_page=_positive_int(table.get("max_page", defaults.max_page), "limits.max_page"),
         batch_size=_positive_int(table.get("batch_size", defaults.batch_size), "limits.batch_size"),
@@ -431,6 +441,13 @@ def _limits(table: Mapping[str, Any]) -> Limits:
             table.get("drafted_pages", defaults.drafted_pages), "limits.drafted_pages"
         ),
     )
+    if limits.max_upload_wait > limits.ranker_timeout:
+        raise ConfigError(
+            f"limits.max_upload_wait ({limits.max_upload_wait:g} s) must not exceed "
+            f"limits.ranker_timeout ({limits.ranker_timeout:g} s): uploads admitted to wait "
+            "longer would time out"
+        )
+    return limits
 
 
 def _ranker(name: str, table: Mapping[str, Any]) -> RankerConfig:

@@ -15,7 +15,8 @@ Hierarchy::
     │                            a click id reused for another click, a log dir in use)
     └── UnavailableError         the service cannot answer now
         ├── RankersFailedError   every ranker a request needed failed or timed out
-        └── JournalError         the event log could not be written
+        ├── JournalError         the event log could not be written
+        └── OverloadedError      an upload would wait for its embedding past its deadline
 
 Image bytes that are not a usable image raise `rankers.ImageError`. Only `serving.app` turns
 these errors into HTTP responses.
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidRequestError",
     "JournalError",
     "NotFoundError",
+    "OverloadedError",
     "RankersFailedError",
     "UnavailableError",
     "UnknownExperimentError",
@@ -81,7 +83,15 @@ class ConflictError(ExperimentError):
 
 
 class UnavailableError(ExperimentError):
-    """The service cannot answer now; retrying later may work."""
+    """The service cannot answer now; retrying later may work.
+
+    Attributes:
+        retry_after: Whole seconds after which a retry may succeed (the Retry-After header).
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RankersFailedError(UnavailableError):
@@ -90,3 +100,7 @@ class RankersFailedError(UnavailableError):
 
 class JournalError(UnavailableError):
     """The event log could not be written, so nothing was acknowledged."""
+
+
+class OverloadedError(UnavailableError):
+    """The embedding work already in flight would keep this upload waiting past its limit."""

@@ -170,8 +170,8 @@ class Metrics:
         )
         self.refused = LoopCounter(
             "braid_refused",
-            "Requests refused for bad input, by reason (unknown impression, position not "
-            "shown, bad image, oversized upload, ...).",
+            "Requests refused, by reason (unknown impression, position not shown, bad image, "
+            "oversized upload, an upload the models are too busy for, ...).",
             ("reason",),
         )
         self.impressions = LoopCounter(

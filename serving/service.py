@@ -30,6 +30,7 @@ import inspect
 import io
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -78,6 +79,7 @@ from serving.errors import (
     ConflictError,
     InvalidRequestError,
     JournalError,
+    OverloadedError,
     RankersFailedError,
     UnknownExperimentError,
     UnknownImageError,
@@ -237,6 +239,7 @@ class SearchService:
             if isinstance(ranker, Precomputed)
         }
         self._ids = _Ids()
+        self._uploads = 0  # admitted and not yet answered
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -471,8 +474,9 @@ class SearchService:
             UnknownQueryError: `query_id` is not held (search with the image again).
             RankersFailedError: Every ranker failed.
             JournalError: The events could not be logged (nothing is shown then).
+            OverloadedError: The uploads in flight would keep this one waiting for its
+                embeddings longer than `limits.max_upload_wait` (nothing is done or logged).
         """
-        engine = self._engine()
         limits = self.config.limits
         given = (corpus_id is not None) + (query_id is not None) + (upload is not None)
         if given != 1:
@@ -482,14 +486,49 @@ class SearchService:
             )
         if not 1 <= page <= limits.max_page:
             raise InvalidRequestError(f"page must lie in 1..{limits.max_page}, got {page}")
+        if upload is None:
+            return await self._serve(unit_id, page, corpus_id, query_id, None)
+        if len(upload.data) > limits.max_upload_bytes:
+            raise UploadTooLargeError(
+                f"upload of {len(upload.data):,} bytes is over the limit of "
+                f"{limits.max_upload_bytes:,}"
+            )
+        self._engine()  # a closed service says so before an upload is weighed
+        wait = self.upload_wait()
+        if wait > limits.max_upload_wait:
+            raise OverloadedError(
+                f"too busy: this upload would wait about {wait:.1f} s for its embeddings, over "
+                f"the limit of {limits.max_upload_wait:g} s; try again shortly",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        self._uploads += 1
+        try:
+            return await self._serve(unit_id, page, None, None, upload)
+        finally:
+            self._uploads -= 1
+
+    def upload_wait(self) -> float:
+        """Seconds a new upload may expect to wait for its embeddings: the uploads in flight
+        times the slowest model's recent seconds per image (0.0 until a model has run)."""
+        per_image = max(
+            (batcher.item_seconds for (_, uploads), batcher in self._batchers.items() if uploads),
+            default=0.0,
+        )
+        return self._uploads * per_image
+
+    async def _serve(
+        self,
+        unit_id: str,
+        page: int,
+        corpus_id: str | None,
+        query_id: str | None,
+        upload: UploadedImage | None,
+    ) -> SearchPage:
+        engine = self._engine()
+        limits = self.config.limits
         query: Query | None
         key: str
         if upload is not None:
-            if len(upload.data) > limits.max_upload_bytes:
-                raise UploadTooLargeError(
-                    f"upload of {len(upload.data):,} bytes is over the limit of "
-                    f"{limits.max_upload_bytes:,}"
-                )
             image, key = await asyncio.to_thread(_decode_upload, upload.data, limits.max_pixels)
             query = Query(image=image)
         elif corpus_id is not None:

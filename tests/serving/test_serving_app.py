@@ -586,6 +586,75 @@ def test_concurrent_uploads_are_micro_batched(tmp_path: Path, corpus_dir: Path) 
     assert batcher.batches <= 4  # 16 uploads in batches of up to 8, not 16 calls
 
 
+def test_uploads_past_the_wait_limit_are_refused_before_any_work(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    """With both models at 0.1 s an image, a burst of 12 uploads would keep the last waiting
+    1.1 s, past the 1 s ranker timeout: one model's list only. The service admits the uploads
+    whose expected wait (those in flight times the recent seconds per image) is within
+    `max_upload_wait` and refuses the rest at once; every admitted page has both lists."""
+    from rankers.errors import ImageError
+    from serving.errors import OverloadedError
+
+    rankers = {
+        name: SlowRanker(StaticRanker(list(IDS), name=name), seconds=0.1) for name in ("a", "b")
+    }
+    limits = {"ranker_timeout": 1.0, "max_upload_wait": 0.45, "batch_size": 1, "batch_wait_ms": 0}
+    config = make_config(tmp_path, corpus_dir, limits=limits)
+    service = create_app(config, rankers=rankers).state.service
+
+    async def run() -> tuple[float, list[object]]:
+        await service.open()
+        try:
+            await service.search(unit_id="warm", upload=UploadedImage(png_bytes(size=9)))
+            per_image = max(b.item_seconds for (_, up), b in service._batchers.items() if up)
+            burst = await asyncio.gather(
+                *(
+                    service.search(unit_id=f"o-{i}", upload=UploadedImage(png_bytes(size=10 + i)))
+                    for i in range(12)
+                ),
+                return_exceptions=True,
+            )
+            assert service.upload_wait() == 0.0  # none in flight once answered
+            with pytest.raises(ImageError):
+                await service.search(unit_id="bad", upload=UploadedImage(b"not an image"))
+            assert service.upload_wait() == 0.0  # a failed upload is no longer counted
+            burst.append(
+                await service.search(unit_id="after", upload=UploadedImage(png_bytes(size=30)))
+            )
+        finally:
+            await service.close()
+        return per_image, burst
+
+    per_image, burst = asyncio.run(run())
+    assert 0.09 <= per_image <= 0.3
+    refused = [r for r in burst if isinstance(r, OverloadedError)]
+    served = [r for r in burst if not isinstance(r, BaseException)]
+    assert len(served) + len(refused) == len(burst)
+    # The k-th of the burst (from 0) expects k x per_image: admitted while within 0.45 s.
+    admitted = sum(k * per_image <= 0.45 for k in range(12))
+    assert len(served) == admitted + 1  # and the upload after the burst
+    assert 2 <= admitted < 12
+    assert all("too busy" in str(error) and error.retry_after == 1 for error in refused)
+    impressions = scan(Path(service.logdir), Kind.IMPRESSIONS).collect()  # compacted on close
+    assert impressions.height == 1 + len(served)  # nothing logged for a refused upload
+    assert impressions["excluded"].null_count() == impressions.height  # no ranker timed out
+
+
+def test_an_overloaded_upload_is_503_with_retry_after(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    service = client.app.state.service
+    monkeypatch.setattr(service, "upload_wait", lambda: 3.2)
+    response = client.post("/search", files={"image": ("x.png", png_bytes(), "image/png")})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "4"
+    assert "would wait about 3.2 s" in response.json()["detail"]
+    assert 'braid_refused_total{reason="OverloadedError"} 1.0' in client.get("/metrics").text
+    assert client.post("/search", json={"corpus_id": IDS[0]}).status_code == 200  # ids go on
+
+
 def test_logs_compact_into_the_analysis_schema(client: TestClient[Litestar]) -> None:
     body = search(client, corpus_id=IDS[7], unit_id="u-compact")
     client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,6 +153,32 @@ def test_batcher_without_wait_runs_a_lone_item_at_once() -> None:
     assert asyncio.run(run()) == 2
 
 
+def test_batcher_times_its_calls_per_item() -> None:
+    """`item_seconds` follows the calls' wall time per item: a call of 4 items taking 40 ms
+    gives about 10 ms an item, and later calls of 1 item taking 40 ms pull it towards 40."""
+
+    def slow(items: Sequence[int]) -> list[int]:
+        time.sleep(0.04)
+        return list(items)
+
+    async def run() -> tuple[float, float, float]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher: MicroBatcher[int, int] = MicroBatcher(
+                slow, executor=pool, max_batch=4, max_wait=0.05
+            )
+            before = batcher.item_seconds
+            await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+            batched = batcher.item_seconds
+            for i in range(10):
+                await batcher.submit(i)
+            return before, batched, batcher.item_seconds
+
+    before, batched, alone = asyncio.run(run())
+    assert before == 0.0
+    assert 0.009 <= batched <= 0.03
+    assert 0.03 <= alone <= 0.1  # 10 calls at weight 0.2: within 11% of 40 ms, plus slack
+
+
 def test_batcher_rejects_bad_settings() -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(list, executor=pool, max_batch=0)
@@ -191,6 +218,15 @@ def test_a_config_file_round_trips(tmp_path: Path, corpus_dir: Path) -> None:
     )
 
 
+def test_the_upload_wait_defaults_to_half_the_ranker_timeout(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    data = config_data(tmp_path, corpus_dir, limits={"ranker_timeout": 0.5})
+    assert parse_config(data).limits.max_upload_wait == 0.25
+    data["limits"]["max_upload_wait"] = 0.5
+    assert parse_config(data).limits.max_upload_wait == 0.5
+
+
 def test_the_environment_token_wins(
     tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,6 +245,8 @@ def test_the_environment_token_wins(
         ({"rankers": {"a": {"kind": "embedding"}}}, "model is required"),
         ({"limits": {"max_upload_bytes": 0}}, "limits.max_upload_bytes"),
         ({"limits": {"ranker_timeout": -1.0}}, "limits.ranker_timeout"),
+        ({"limits": {"ranker_timeout": 1.0, "max_upload_wait": 1.5}}, "must not exceed"),
+        ({"limits": {"max_upload_wait": 0}}, "limits.max_upload_wait"),
         ({"experiments": [{"id": "e", "rankers": ["a", "zz"]}]}, "unknown rankers"),
         (
             {"experiments": [{"id": "e", "rankers": ["a", "b"], "method": "nope"}]},
