@@ -22,6 +22,11 @@ team-draft interleaving experiment between them. A file looks like::
     ranking_cache = 50000        # rankers' lists of corpus-id queries kept (LRU; 0: none)
     drafted_pages = 20000        # pages kept by lists and coins, and encoded (0: none)
 
+    [log]
+    compact_seconds = 60.0       # compact the journal to Parquet this often,
+    compact_records = 50000      # or sooner, once it holds this many records
+    sync_timeout = 10.0          # seconds; an fsync process slower to answer is replaced
+
     [rankers.lite0]
     model = "effnet-lite0"       # an embedding ranker over the corpus index
     [rankers.order]
@@ -127,12 +132,15 @@ class LogConfig:
         compact_records: Compact sooner once the journal holds this many records.
         fsync: Make each commit durable before acknowledging it (turn off only in benchmarks
             of everything else).
+        sync_timeout: Seconds an fsync may take before the journal's fsync process is taken
+            for lost (killed and replaced; the requests waiting on that fsync get 503).
     """
 
     directory: Path = Path("logs/served")
     compact_seconds: float = 60.0
     compact_records: int = 50_000
     fsync: bool = True
+    sync_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +392,7 @@ def _check_layers(experiments: Sequence[ExperimentConfig]) -> None:
 
 
 def _log(table: Mapping[str, Any], log_dir: object) -> LogConfig:
-    _keys(table, "log", {"compact_seconds", "compact_records", "fsync"})
+    _keys(table, "log", {"compact_seconds", "compact_records", "fsync", "sync_timeout"})
     defaults = LogConfig()
     directory = defaults.directory if log_dir is None else Path(_str(log_dir, "server.log_dir"))
     return LogConfig(
@@ -396,6 +404,9 @@ def _log(table: Mapping[str, Any], log_dir: object) -> LogConfig:
             table.get("compact_records", defaults.compact_records), "log.compact_records"
         ),
         fsync=_bool(table.get("fsync", defaults.fsync), "log.fsync"),
+        sync_timeout=_positive(
+            table.get("sync_timeout", defaults.sync_timeout), "log.sync_timeout"
+        ),
     )
 
 

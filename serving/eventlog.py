@@ -12,8 +12,11 @@ runs are written by one ``write`` when it ends and share the next (group commit)
 concurrent requests share each write and each fsync, so throughput holds. If the helper is
 lost (killed, say), another is started and handed every segment not yet compacted; appends
 that waited on a sync the lost one never answered fail (unacknowledged: its fdatasync may
-have failed unseen), the others are acknowledged once the new one has synced them. Lost a
-fourth time within a minute, the journal breaks: it refuses every append from then on.
+have failed unseen), the others are acknowledged once the new one has synced them. A helper
+that does not answer a sync within `sync_timeout` seconds (stopped, or stuck on a disk that
+does not answer) counts as lost: it is killed and replaced the same way, so a request never
+waits on it for longer. Lost a fourth time within a minute, the journal breaks: it refuses
+every append from then on.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
@@ -295,10 +298,23 @@ class Journal:
     interpreter's GIL (see its module).
     """
 
-    def __init__(self, logdir: str | os.PathLike[str], *, fsync: bool = True) -> None:
-        """Prepare a journal under `logdir`/journal (nothing is opened yet)."""
+    def __init__(
+        self, logdir: str | os.PathLike[str], *, fsync: bool = True, sync_timeout: float = 10.0
+    ) -> None:
+        """Prepare a journal under `logdir`/journal (nothing is opened yet).
+
+        Args:
+            logdir: The log directory.
+            fsync: Make each group durable before acknowledging it.
+            sync_timeout: Seconds the fsync process may take to answer a sync before it is
+                taken for lost (killed and replaced; the appends the sync covered fail).
+        """
+        if not sync_timeout > 0:
+            raise ValueError(f"sync_timeout must be positive, got {sync_timeout}")
         self._dir = journal_dir(logdir)
         self._fsync = fsync
+        self._sync_timeout = sync_timeout
+        self._overdue: asyncio.TimerHandle | None = None  # fires if the sync in flight hangs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._file: Path | None = None
         self._fd = -1
@@ -424,6 +440,7 @@ class Journal:
         """
         loop = self._loop
         assert loop is not None
+        self._cancel_overdue()
         if self._channel is not None:
             loop.remove_reader(self._channel.fileno())
             self._channel.close()
@@ -544,12 +561,17 @@ class Journal:
         self._closing = True  # appends from here on are refused, not written
         with contextlib.suppress(JournalError):
             await self._durable()
+        self._cancel_overdue()
         if self._channel is not None:
             self._loop.remove_reader(self._channel.fileno())
             self._channel.close()  # the syncer reads the end of its input and exits
             self._channel = None
         if self._syncer is not None:
-            await asyncio.to_thread(self._syncer.wait)
+            try:
+                await asyncio.to_thread(self._syncer.wait, self._sync_timeout)
+            except subprocess.TimeoutExpired:  # stopped, say: it will not read the end
+                self._syncer.kill()
+                await asyncio.to_thread(self._syncer.wait)
             self._syncer = None
         for fd in {self._fd, *self._unsent}:
             os.close(fd)
@@ -637,6 +659,8 @@ class Journal:
             self._syncer_lost(str(error))
             return
         self._syncing = groups
+        assert self._loop is not None
+        self._overdue = self._loop.call_later(self._sync_timeout, self._sync_overdue)
         retired, self._unsent = [fd for fd in self._unsent if fd != self._fd], []
         for fd in retired:  # the syncer syncs and closes its own copies
             with contextlib.suppress(OSError):
@@ -660,6 +684,7 @@ class Journal:
             number, errno, seconds = _syncer.ANSWER.unpack(data)
             if not self._syncing or self._syncing[-1].number != number:
                 continue  # an answer for groups already failed
+            self._cancel_overdue()
             groups, self._syncing = self._syncing, []
             if errno:
                 self._break(f"the event log cannot be written: {os.strerror(errno)}")
@@ -671,6 +696,17 @@ class Journal:
                 if self._written and not self._syncing:
                     self._ask()
             return  # one sync is in flight at a time: no other answer can be waiting
+
+    def _sync_overdue(self) -> None:
+        """The sync in flight took `sync_timeout`: take its process for lost."""
+        self._overdue = None
+        if self._syncing and self._loop is not None:
+            self._syncer_lost(f"it did not answer a sync within {self._sync_timeout:g} s")
+
+    def _cancel_overdue(self) -> None:
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
 
     def _committed(self, groups: Sequence[_Group], seconds: float) -> None:
         self._commits += 1

@@ -211,7 +211,9 @@ class SearchService:
         self.metrics = Metrics()
         self.figures = LiveFigures()
         self.logdir = Path(config.log.directory)
-        self.journal = Journal(self.logdir, fsync=config.log.fsync)
+        self.journal = Journal(
+            self.logdir, fsync=config.log.fsync, sync_timeout=config.log.sync_timeout
+        )
         self.engine: Engine | None = None
         self._impressions: OrderedDict[str, _Shown] = OrderedDict()
         self._clicks: dict[str, tuple[str, int, asyncio.Future[None] | None]] = {}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,8 +180,6 @@ def test_a_lost_fsync_process_is_started_again_and_loses_nothing(tmp_path: Path)
     acknowledged; killed with a sync in flight, that sync's appends fail (its fdatasync may
     have failed unseen) and the journal goes on; lost a fourth time within a minute, the
     journal breaks. Nothing is acknowledged that no answered fdatasync covered."""
-    import signal
-
     from serving.errors import JournalError
 
     async def lose(journal: Journal) -> None:
@@ -236,7 +236,6 @@ def test_a_new_fsync_process_syncs_the_segments_the_lost_one_held(
     """A segment sealed while a sync was in flight was handed to the process that was then
     lost: the next one is handed it again (with the active segment, last), and the append
     queued behind the lost sync is written and acknowledged."""
-    import signal
     import socket
 
     from serving import eventlog
@@ -273,6 +272,82 @@ def test_a_new_fsync_process_syncs_the_segments_the_lost_one_held(
     assert handed[-1] == ["segment-00000001.jsonl", "segment-00000002.jsonl"]
     shown = [read_segment(p).records for p in sorted(journal_dir(tmp_path).glob("segment-*"))]
     assert shown == [(impression(0), impression(1)), (impression(2),)]
+
+
+def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Path) -> None:
+    """A stopped fsync process (or one stuck on a disk) is taken for lost after
+    `sync_timeout`: the append its sync covered fails, unacknowledged, instead of waiting for
+    ever; the append queued behind it is synced by the next process and acknowledged."""
+    from serving.errors import JournalError
+
+    async def main() -> tuple[object, object, float, int, int | None]:
+        journal = Journal(tmp_path, sync_timeout=0.3)
+        journal.open()
+        try:
+            await journal.append(records(1))
+            stopped = journal._syncer
+            assert stopped is not None
+            stopped.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            doubtful = journal.append(records(2))  # asked for; never answered
+            await asyncio.sleep(0.05)
+            behind = journal.append(records(3))  # queued behind the sync in flight
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(doubtful, behind, return_exceptions=True), timeout=10
+            )
+            waited = time.monotonic() - started
+            await asyncio.wait_for(journal.append(records(4)), timeout=10)
+            await asyncio.to_thread(stopped.wait, 10)
+            return *outcomes, waited, journal.stats.fsync_restarts, stopped.returncode
+        finally:
+            await journal.close()
+
+    doubtful, behind, waited, restarts, returncode = asyncio.run(main())
+    assert isinstance(doubtful, JournalError)
+    assert "did not answer a sync within 0.3 s" in str(doubtful)
+    assert behind is None
+    assert 0.3 <= waited < 5
+    assert restarts == 1
+    assert returncode == -signal.SIGKILL  # killed, though stopped
+    (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
+    assert read_segment(segment).records == (*records(1), *records(2), *records(3), *records(4))
+
+
+def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
+    """Stopped for less than `sync_timeout`, the fsync process is not replaced: the sync in
+    flight is answered once it runs again, and acknowledged."""
+
+    async def main() -> tuple[int, int]:
+        journal = Journal(tmp_path, sync_timeout=2.0)
+        journal.open()
+        try:
+            await journal.append(records(1))
+            syncer = journal._syncer
+            assert syncer is not None
+            syncer.send_signal(signal.SIGSTOP)
+            waiting = journal.append(records(2))
+            await asyncio.sleep(0.4)
+            syncer.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(waiting, timeout=10)
+            return journal.stats.fsync_restarts, journal.stats.records
+        finally:
+            await journal.close()
+
+    assert asyncio.run(main()) == (0, 3 * 3)
+
+
+def test_close_kills_an_fsync_process_that_does_not_exit(tmp_path: Path) -> None:
+    async def main() -> int | None:
+        journal = Journal(tmp_path, sync_timeout=0.3)
+        journal.open()
+        await journal.append(records(1))
+        syncer = journal._syncer
+        assert syncer is not None
+        syncer.send_signal(signal.SIGSTOP)  # idle: no sync is in flight to time out
+        await asyncio.wait_for(journal.close(), timeout=10)
+        return syncer.returncode
+
+    assert asyncio.run(main()) == -signal.SIGKILL
 
 
 def test_close_commits_what_is_queued_and_stops_the_fsync_process(tmp_path: Path) -> None:
@@ -451,8 +526,6 @@ def test_every_segment_is_synced_when_rotations_outpace_the_fsync_process(
 ) -> None:
     """Two rotations while one fsync runs: the middle segment, which the syncer had not been
     handed yet, is still synced before its appends are acknowledged."""
-    import signal
-
     from serving import eventlog
     from serving.errors import JournalError
 
@@ -536,8 +609,6 @@ def test_compaction_keeps_the_first_of_a_key_and_drops_lines_that_do_not_decode(
 
 
 def test_appends_made_during_an_fsync_are_written_together_when_it_ends(tmp_path: Path) -> None:
-    import signal
-
     async def body(journal: Journal) -> tuple[tuple[Record, ...], int, int]:
         await journal.append([impression(0)])
         segment, syncer = journal._file, journal._syncer
@@ -563,8 +634,6 @@ def test_appends_made_during_an_fsync_are_written_together_when_it_ends(tmp_path
 
 
 def test_close_writes_and_syncs_appends_held_behind_an_fsync(tmp_path: Path) -> None:
-    import signal
-
     async def main() -> list[BaseException | None]:
         journal = Journal(tmp_path)
         journal.open()

@@ -247,6 +247,7 @@ def test_the_environment_token_wins(
         ({"limits": {"ranker_timeout": -1.0}}, "limits.ranker_timeout"),
         ({"limits": {"ranker_timeout": 1.0, "max_upload_wait": 1.5}}, "must not exceed"),
         ({"limits": {"max_upload_wait": 0}}, "limits.max_upload_wait"),
+        ({"log": {"sync_timeout": 0}}, "log.sync_timeout"),
         ({"experiments": [{"id": "e", "rankers": ["a", "zz"]}]}, "unknown rankers"),
         (
             {"experiments": [{"id": "e", "rankers": ["a", "b"], "method": "nope"}]},
