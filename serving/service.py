@@ -35,7 +35,7 @@ import os
 import subprocess
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,7 +217,8 @@ class SearchService:
         self.engine: Engine | None = None
         self._impressions: OrderedDict[str, _Shown] = OrderedDict()
         self._clicks: dict[str, tuple[str, int, asyncio.Future[None] | None]] = {}
-        self._assigned: set[tuple[str, int, str]] = set()
+        # The units assigned, by (experiment, version): a set of ids each, not a tuple per unit.
+        self._assigned: defaultdict[tuple[str, int], set[str]] = defaultdict(set)
         self._lists: OrderedDict[tuple[str, str, int], tuple[str, ...]] = OrderedDict()
         self.rankings = RankingCache(config.limits.ranking_cache)
         self.metrics.watch(self.rankings)
@@ -337,7 +338,7 @@ class SearchService:
         """Rebuild assignments, impressions, clicks and figures from the compacted log."""
         assignments = scan(self.logdir, Kind.ASSIGNMENTS).collect()
         for row in assignments.iter_rows(named=True):
-            self._assigned.add((row["experiment_id"], row["experiment_version"], row["unit_id"]))
+            self._assigned[row["experiment_id"], row["experiment_version"]].add(row["unit_id"])
             self.figures.assignment(Assignment(**row))
         impressions = scan(self.logdir, Kind.IMPRESSIONS).sort("ts").collect()
         shown: dict[str, _Shown] = {}
@@ -581,9 +582,9 @@ class SearchService:
         now = datetime.now(UTC)
         assignment = None
         if state is not None:
-            exposure = (experiment_id, version, unit_id)
-            if exposure not in self._assigned:
-                self._assigned.add(exposure)
+            assigned = self._assigned[experiment_id, version]
+            if unit_id not in assigned:
+                assigned.add(unit_id)
                 assignment = Assignment(experiment_id, version, unit_id, route.treatment, now)
         impression = Impression(
             impression_id=self._ids.new(),
@@ -612,7 +613,7 @@ class SearchService:
             )
         except JournalError:
             if assignment is not None:
-                self._assigned.discard((experiment_id, version, unit_id))
+                self._assigned[experiment_id, version].discard(unit_id)
             raise
         if assignment is not None:
             self.figures.assignment(assignment)
