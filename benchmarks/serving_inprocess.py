@@ -5,7 +5,11 @@ journal on the working directory's disk) and, as the reference, a bare Litestar 
 POST /search returns the same JSON are driven through ASGI directly, on uvloop: each of
 `--concurrency` tasks sends its next search (a corpus id, for one of 5,000 units) when the
 last is answered. One unmeasured pass over every corpus id fills the ranking cache first, so
-this is the searched-before case. CPU seconds per request are the process's, all threads.
+this is the searched-before case; each point is then repeated with every search a new
+unit's (its assignment logged, its page drafted anew). CPU seconds per request are the
+process's, all threads. Last, memory: the bytes a server keeps per new unit for good (its
+assignment and its live figures), measured with tracemalloc on a second app whose bounded
+caches are kept small, beside the size of the unit's id itself.
 `benchmarks.serving` measures the same over real sockets.
 
 Run: python -m benchmarks.serving_inprocess [--requests 20000] [--concurrency 8 64]
@@ -18,9 +22,12 @@ import asyncio
 import gc
 import json
 import shutil
+import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +90,7 @@ async def _main(requests: int, concurrencies: Sequence[int], work: Path) -> None
     from rankers import corpus as corpora
     from serving.app import create_app
     from serving.config import default_config
+    from serving.engine import _ROUTES as engine_routes
 
     corpus = corpora.load("emoji")
     bodies = [
@@ -113,15 +121,49 @@ async def _main(requests: int, concurrencies: Sequence[int], work: Path) -> None
 
     bare = Litestar(route_handlers=[bare_search], logging_config=None)
     print(f"{requests:,} searches by corpus id per point, searched before; CPU per request")
-    for concurrency in concurrencies:
+    for n, concurrency in enumerate(concurrencies):
         ours = await _drive(app, bodies, requests, concurrency)
         reference = await _drive(bare, bodies, requests, concurrency)
+        new = await _drive(app, _new_units(corpus.ids, requests, f"new{n}"), requests, concurrency)
         print(
-            f"concurrency {concurrency:>3}: the app {ours:6.1f} us, the bare Litestar handler "
-            f"{reference:5.1f} us ({ours / reference:.1f}x)"
+            f"concurrency {concurrency:>3}: the app {ours:6.1f} us ({new:6.1f} us for new units), "
+            f"the bare Litestar handler {reference:5.1f} us ({ours / reference:.1f}x, "
+            f"{new / reference:.1f}x)"
         )
     await inbox.put({"type": "lifespan.shutdown"})
     await life
+
+    # Memory kept per unit: caches bounded by the limits kept small, so what grows is the rest.
+    config = default_config().with_overrides(log_dir=work / "logs-memory")
+    small = replace(config.limits, live_impressions=1_000, drafted_pages=1_000)
+    app = create_app(replace(config, limits=small))
+    inbox, life = await _lifespan(app)
+    await _drive(app, _new_units(corpus.ids, 5_000, "warm"), 5_000, 8)  # bounded caches full
+    units = _new_units(corpus.ids, min(requests, 20_000), "kept")
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    await _drive(app, units, len(units), 8)
+    gc.collect()
+    kept = (tracemalloc.get_traced_memory()[0] - before) / len(units)
+    tracemalloc.stop()
+    unit_id = json.loads(units[-1])["unit_id"]
+
+    print(
+        f"memory kept per new unit after {len(units):,} of them: {kept:,.0f} bytes "
+        f"(its id alone, {unit_id!r}: {sys.getsizeof(unit_id)} bytes; an upper bound: it "
+        f"includes the routes memo, cleared at {engine_routes:,} units)"
+    )
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+
+
+def _new_units(ids: Sequence[str], count: int, prefix: str) -> list[bytes]:
+    """`count` searches over the corpus ids, each by a unit not seen before."""
+    return [
+        json.dumps({"corpus_id": ids[i % len(ids)], "unit_id": f"{prefix}-{i:09d}"}).encode()
+        for i in range(count)
+    ]
 
 
 def _once(body: bytes) -> Any:
