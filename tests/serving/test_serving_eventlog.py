@@ -274,6 +274,15 @@ def test_a_new_fsync_process_syncs_the_segments_the_lost_one_held(
     assert shown == [(impression(0), impression(1)), (impression(2),)]
 
 
+async def stopped_syncer(journal: Journal) -> subprocess.Popen[bytes]:
+    """Append `records(1)` (durable), then stop the journal's fsync process with SIGSTOP."""
+    await journal.append(records(1))
+    syncer = journal._syncer
+    assert syncer is not None
+    syncer.send_signal(signal.SIGSTOP)
+    return syncer
+
+
 def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Path) -> None:
     """A stopped fsync process (or one stuck on a disk) is taken for lost after
     `sync_timeout`: the append its sync covered fails, unacknowledged, instead of waiting for
@@ -284,10 +293,7 @@ def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Pat
         journal = Journal(tmp_path, sync_timeout=0.3)
         journal.open()
         try:
-            await journal.append(records(1))
-            stopped = journal._syncer
-            assert stopped is not None
-            stopped.send_signal(signal.SIGSTOP)
+            stopped = await stopped_syncer(journal)
             started = time.monotonic()
             doubtful = journal.append(records(2))  # asked for; never answered
             await asyncio.sleep(0.05)
@@ -321,10 +327,7 @@ def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
         journal = Journal(tmp_path, sync_timeout=2.0)
         journal.open()
         try:
-            await journal.append(records(1))
-            syncer = journal._syncer
-            assert syncer is not None
-            syncer.send_signal(signal.SIGSTOP)
+            syncer = await stopped_syncer(journal)
             waiting = journal.append(records(2))
             await asyncio.sleep(0.4)
             syncer.send_signal(signal.SIGCONT)
@@ -340,10 +343,7 @@ def test_close_kills_an_fsync_process_that_does_not_exit(tmp_path: Path) -> None
     async def main() -> int | None:
         journal = Journal(tmp_path, sync_timeout=0.3)
         journal.open()
-        await journal.append(records(1))
-        syncer = journal._syncer
-        assert syncer is not None
-        syncer.send_signal(signal.SIGSTOP)  # idle: no sync is in flight to time out
+        syncer = await stopped_syncer(journal)  # idle: no sync is in flight to time out
         await asyncio.wait_for(journal.close(), timeout=10)
         return syncer.returncode
 
