@@ -290,7 +290,7 @@ def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Pat
     from serving.errors import JournalError
 
     async def main() -> tuple[object, object, float, int, int | None]:
-        journal = Journal(tmp_path, sync_timeout=0.3)
+        journal = Journal(tmp_path, sync_timeout=2.0)
         journal.open()
         try:
             stopped = await stopped_syncer(journal)
@@ -310,9 +310,9 @@ def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Pat
 
     doubtful, behind, waited, restarts, returncode = asyncio.run(main())
     assert isinstance(doubtful, JournalError)
-    assert "did not answer a sync within 0.3 s" in str(doubtful)
+    assert "did not answer a sync within 2 s" in str(doubtful)
     assert behind is None
-    assert 0.3 <= waited < 5
+    assert 2.0 <= waited < 10
     assert restarts == 1
     assert returncode == -signal.SIGKILL  # killed, though stopped
     (segment,) = journal_dir(tmp_path).glob("segment-*.jsonl")
@@ -324,7 +324,7 @@ def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
     flight is answered once it runs again, and acknowledged."""
 
     async def main() -> tuple[int, int]:
-        journal = Journal(tmp_path, sync_timeout=2.0)
+        journal = Journal(tmp_path, sync_timeout=5.0)
         journal.open()
         try:
             syncer = await stopped_syncer(journal)
@@ -341,7 +341,7 @@ def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
 
 def test_close_kills_an_fsync_process_that_does_not_exit(tmp_path: Path) -> None:
     async def main() -> int | None:
-        journal = Journal(tmp_path, sync_timeout=0.3)
+        journal = Journal(tmp_path, sync_timeout=2.0)
         journal.open()
         syncer = await stopped_syncer(journal)  # idle: no sync is in flight to time out
         await asyncio.wait_for(journal.close(), timeout=10)
