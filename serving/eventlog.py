@@ -15,8 +15,9 @@ that waited on a sync the lost one never answered fail (unacknowledged: its fdat
 have failed unseen), the others are acknowledged once the new one has synced them. A helper
 that does not answer a sync within `sync_timeout` seconds (stopped, or stuck on a disk that
 does not answer) counts as lost: it is killed and replaced the same way, so a request never
-waits on it for longer. Lost a fourth time within a minute, the journal breaks: it refuses
-every append from then on.
+waits on it for longer; the limit doubles with each such loss in a row, so a long stall does
+not add up to four losses a minute. Lost a fourth time within a minute, the journal breaks:
+it refuses every append from then on.
 
 Segments are written ahead with zeros, `_ZEROED` bytes at a time, and records overwrite the
 zeros: an fdatasync then flushes data only, where an append must also commit the file's new
@@ -314,6 +315,7 @@ class Journal:
         self._dir = journal_dir(logdir)
         self._fsync = fsync
         self._sync_timeout = sync_timeout
+        self._sync_wait = sync_timeout  # the limit for the sync in flight (see _sync_overdue)
         self._overdue: asyncio.TimerHandle | None = None  # fires if the sync in flight hangs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._file: Path | None = None
@@ -660,7 +662,7 @@ class Journal:
             return
         self._syncing = groups
         assert self._loop is not None
-        self._overdue = self._loop.call_later(self._sync_timeout, self._sync_overdue)
+        self._overdue = self._loop.call_later(self._sync_wait, self._sync_overdue)
         retired, self._unsent = [fd for fd in self._unsent if fd != self._fd], []
         for fd in retired:  # the syncer syncs and closes its own copies
             with contextlib.suppress(OSError):
@@ -685,6 +687,7 @@ class Journal:
             if not self._syncing or self._syncing[-1].number != number:
                 continue  # an answer for groups already failed
             self._cancel_overdue()
+            self._sync_wait = self._sync_timeout
             groups, self._syncing = self._syncing, []
             if errno:
                 self._break(f"the event log cannot be written: {os.strerror(errno)}")
@@ -698,10 +701,17 @@ class Journal:
             return  # one sync is in flight at a time: no other answer can be waiting
 
     def _sync_overdue(self) -> None:
-        """The sync in flight took `sync_timeout`: take its process for lost."""
+        """The sync in flight took its time limit: take its process for lost. The limit
+        doubles with each such loss in a row (back to `sync_timeout` at the next answer), so
+        a disk that stalls for long is waited on longer, not lost four times in a minute."""
         self._overdue = None
-        if self._syncing and self._loop is not None:
-            self._syncer_lost(f"it did not answer a sync within {self._sync_timeout:g} s")
+        if not self._syncing or self._channel is None:
+            return
+        pending = self._syncing[-1].number
+        self._answered()  # an answer may be waiting unread: the loop can run timers first
+        if self._syncing and self._syncing[-1].number == pending and self._channel is not None:
+            waited, self._sync_wait = self._sync_wait, 2 * self._sync_wait
+            self._syncer_lost(f"it did not answer a sync within {waited:g} s")
 
     def _cancel_overdue(self) -> None:
         if self._overdue is not None:

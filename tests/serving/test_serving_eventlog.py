@@ -319,6 +319,38 @@ def test_an_fsync_process_that_does_not_answer_in_time_is_replaced(tmp_path: Pat
     assert read_segment(segment).records == (*records(1), *records(2), *records(3), *records(4))
 
 
+def test_the_fsync_time_limit_doubles_while_syncs_time_out_in_a_row(tmp_path: Path) -> None:
+    """Each sync that times out in a row doubles the next one's limit, so a long stall is
+    waited on longer instead of losing the process four times a minute (which breaks the
+    journal); the next answer brings the limit back."""
+    from serving.errors import JournalError
+
+    async def main() -> tuple[list[str], float, int]:
+        journal = Journal(tmp_path, sync_timeout=1.0)
+        journal.open()
+        reasons = []
+        try:
+            await stopped_syncer(journal)
+            for _ in range(2):
+                with pytest.raises(JournalError) as failed:
+                    await asyncio.wait_for(journal.append(records(2)), timeout=20)
+                reasons.append(str(failed.value))
+                replaced = journal._syncer
+                assert replaced is not None
+                replaced.send_signal(signal.SIGSTOP)  # the next one hangs too
+            replaced.send_signal(signal.SIGCONT)  # it answers now
+            await asyncio.wait_for(journal.append(records(3)), timeout=20)
+            return reasons, journal._sync_wait, journal.stats.fsync_restarts
+        finally:
+            await journal.close()
+
+    reasons, limit, restarts = asyncio.run(main())
+    assert "did not answer a sync within 1 s" in reasons[0]
+    assert "did not answer a sync within 2 s" in reasons[1]
+    assert limit == 1.0
+    assert restarts == 2
+
+
 def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
     """Stopped for less than `sync_timeout`, the fsync process is not replaced: the sync in
     flight is answered once it runs again, and acknowledged."""
