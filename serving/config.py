@@ -95,7 +95,8 @@ class Limits:
         max_upload_wait: Seconds an upload may be expected to wait for its embeddings (the
             uploads in flight times the models' recent seconds per image); a longer wait is
             refused with 503 and Retry-After before any work, not queued to time out. At most
-            `ranker_timeout`; half of it when not configured.
+            `ranker_timeout` (checked on construction); a configuration file that leaves it
+            out gets half its `ranker_timeout`.
         max_page: Deepest result page served (pages are 1-based).
         batch_size: Most uploads one ranker call embeds at once (micro-batching).
         batch_wait_ms: How long the first upload of a batch waits for others to join it.
@@ -120,6 +121,14 @@ class Limits:
     cached_queries: int = 10_000
     ranking_cache: int = 50_000
     drafted_pages: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.max_upload_wait > self.ranker_timeout:
+            raise ConfigError(
+                f"limits.max_upload_wait ({self.max_upload_wait:g} s) must not exceed "
+                f"limits.ranker_timeout ({self.ranker_timeout:g} s): uploads admitted to wait "
+                "longer would time out"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +434,7 @@ def _limits(table: Mapping[str, Any]) -> Limits:
     ranker_timeout = _positive(
         table.get("ranker_timeout", defaults.ranker_timeout), "limits.ranker_timeout"
     )
-    limits = Limits(
+    return Limits(
         max_upload_bytes=_positive_int(
             table.get("max_upload_bytes", defaults.max_upload_bytes), "limits.max_upload_bytes"
         ),
@@ -452,13 +461,6 @@ def _limits(table: Mapping[str, Any]) -> Limits:
             table.get("drafted_pages", defaults.drafted_pages), "limits.drafted_pages"
         ),
     )
-    if limits.max_upload_wait > limits.ranker_timeout:
-        raise ConfigError(
-            f"limits.max_upload_wait ({limits.max_upload_wait:g} s) must not exceed "
-            f"limits.ranker_timeout ({limits.ranker_timeout:g} s): uploads admitted to wait "
-            "longer would time out"
-        )
-    return limits
 
 
 def _ranker(name: str, table: Mapping[str, Any]) -> RankerConfig:

@@ -17,7 +17,7 @@ import interleave
 from analysis.schema import Design
 from serving.api import SearchOut, SearchPage, SearchResult
 from serving.batching import MicroBatcher
-from serving.config import ADMIN_TOKEN_ENV, default_config, load_config, parse_config
+from serving.config import ADMIN_TOKEN_ENV, Limits, default_config, load_config, parse_config
 from serving.errors import ConfigError
 from serving.pages import PageMemo, interleaved_page, single_page
 
@@ -337,3 +337,9 @@ def test_a_search_page_encodes_as_its_search_out() -> None:
     page = SearchPage("imp", "q", "u", 1, 3, True, msgspec.Raw(msgspec.json.encode(results)))
     assert msgspec.json.encode(page) == msgspec.json.encode(out)
     assert page.out() == out
+
+
+def test_limits_built_in_python_are_checked_like_a_file() -> None:
+    with pytest.raises(ConfigError, match="must not exceed"):
+        Limits(ranker_timeout=0.5)
+    assert Limits(ranker_timeout=0.5, max_upload_wait=0.5).max_upload_wait == 0.5
