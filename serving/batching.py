@@ -13,7 +13,10 @@ only its own caller.
 
 `item_seconds` is the recent wall time of a call per item it held (a moving average over
 calls, the latest weighted most): the server multiplies it by the work in flight to refuse an
-upload that would wait past its deadline, rather than queue it to time out.
+upload that would wait past its deadline, rather than queue it to time out. Failing calls are
+timed too; each call counts for at most `max_item_seconds` an item (a stall past the callers'
+deadline says no more than that they timed out); and while the batcher is idle the estimate
+halves every `IDLE_HALF_LIFE` seconds, so one slow spell does not keep uploads out for good.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
-__all__ = ["MicroBatcher"]
+__all__ = ["IDLE_HALF_LIFE", "MicroBatcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +40,25 @@ R = TypeVar("R")
 _WEIGHT = 0.2
 """The weight of the latest call in `item_seconds` (about the last five calls count)."""
 
+IDLE_HALF_LIFE = 5.0
+"""Seconds without a call running over which `item_seconds` halves."""
+
 
 class MicroBatcher(Generic[T, R]):
     """Gathers items submitted concurrently on one event loop into batched calls."""
 
     __slots__ = (
         "_batches",
+        "_busy",
+        "_clock",
         "_executor",
         "_fn",
         "_full",
+        "_idle_since",
         "_item_seconds",
         "_items",
         "_max_batch",
+        "_max_item_seconds",
         "_max_wait",
         "_observe",
         "_queue",
@@ -62,6 +73,8 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int = 16,
         max_wait: float = 0.002,
         observe: Callable[[int], None] | None = None,
+        max_item_seconds: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Configure the batcher.
 
@@ -71,11 +84,15 @@ class MicroBatcher(Generic[T, R]):
             max_batch: Most items per call.
             max_wait: Seconds the first item of a batch waits for others (0: never waits).
             observe: Called with each batch's size (metrics).
+            max_item_seconds: Most seconds an item of one call counts for in `item_seconds`.
+            clock: Monotonic seconds, for the timing and the idle decay (tests pass a fake).
         """
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
+        if not max_item_seconds > 0:
+            raise ValueError(f"max_item_seconds must be > 0, got {max_item_seconds}")
         self._fn = fn
         self._executor = executor
         self._max_batch = max_batch
@@ -86,7 +103,11 @@ class MicroBatcher(Generic[T, R]):
         self._task: asyncio.Task[None] | None = None
         self._batches = 0
         self._items = 0
+        self._max_item_seconds = max_item_seconds
+        self._clock = clock
         self._item_seconds = 0.0
+        self._busy = 0
+        self._idle_since = clock()
 
     @property
     def batches(self) -> int:
@@ -100,8 +121,12 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def item_seconds(self) -> float:
-        """Recent wall seconds of a call per item in it (0.0 before the first call ends)."""
-        return self._item_seconds
+        """Recent wall seconds of a call per item in it (0.0 before the first call ends),
+        halved for every `IDLE_HALF_LIFE` seconds since the last call while none runs."""
+        if self._busy:
+            return self._item_seconds
+        idle = self._clock() - self._idle_since
+        return self._item_seconds * math.exp2(-max(idle, 0.0) / IDLE_HALF_LIFE)
 
     async def submit(self, item: T) -> R:
         """Queue `item` and wait for its result (the batch function's exception, if it failed)."""
@@ -137,10 +162,8 @@ class MicroBatcher(Generic[T, R]):
             self._items += len(items)
             if self._observe is not None:
                 self._observe(len(items))
-            started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self._fn, items)
-                self._timed(started, len(items))
+                results = await self._call(loop, items)
                 if len(results) != len(items):
                     raise RuntimeError(
                         f"batch function returned {len(results)} results for {len(items)} items"
@@ -152,7 +175,7 @@ class MicroBatcher(Generic[T, R]):
                 logger.debug("a batch of %d failed; retrying its items alone", len(live))
                 for item, future in live:
                     try:
-                        (result,) = await loop.run_in_executor(self._executor, self._fn, [item])
+                        (result,) = await self._call(loop, [item])
                     except Exception as single_error:
                         _fail(future, single_error)
                     else:
@@ -163,12 +186,22 @@ class MicroBatcher(Generic[T, R]):
                 if not future.done():
                     future.set_result(result)
 
-    def _timed(self, started: float, items: int) -> None:
-        per_item = (time.perf_counter() - started) / items
-        if self._item_seconds == 0.0:
-            self._item_seconds = per_item
-        else:
-            self._item_seconds += _WEIGHT * (per_item - self._item_seconds)
+    async def _call(self, loop: asyncio.AbstractEventLoop, items: list[T]) -> Sequence[R]:
+        """Run the batch function on the executor, timing the call whether or not it fails."""
+        self._item_seconds = self.item_seconds  # the decay of the idle spell now ending
+        self._busy += 1
+        started = self._clock()
+        try:
+            return await loop.run_in_executor(self._executor, self._fn, items)
+        finally:
+            ended = self._clock()
+            self._busy -= 1
+            self._idle_since = ended
+            per_item = min((ended - started) / len(items), self._max_item_seconds)
+            if self._item_seconds == 0.0:
+                self._item_seconds = per_item
+            else:
+                self._item_seconds += _WEIGHT * (per_item - self._item_seconds)
 
 
 def _fail(future: asyncio.Future[R], error: BaseException) -> None:

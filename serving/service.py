@@ -332,6 +332,8 @@ class SearchService:
                     max_batch=limits.batch_size if uploads else _SEARCH_BATCH,
                     max_wait=limits.batch_wait_ms / 1000 if uploads else 0.0,
                     observe=histogram.observe,
+                    # An item slower than this timed out; its call says no more about the wait.
+                    max_item_seconds=limits.ranker_timeout,
                 )
 
     def _replay(self) -> None:
@@ -502,7 +504,8 @@ class SearchService:
             raise OverloadedError(
                 f"too busy: this upload would wait about {wait:.1f} s for its embeddings, over "
                 f"the limit of {limits.max_upload_wait:g} s; try again shortly",
-                retry_after=max(1, math.ceil(wait)),
+                # Within one ranker timeout every upload now in flight is answered or dropped.
+                retry_after=max(1, math.ceil(min(wait, limits.ranker_timeout))),
             )
         self._uploads += 1
         try:

@@ -644,14 +644,19 @@ def test_uploads_past_the_wait_limit_are_refused_before_any_work(
 def test_an_overloaded_upload_is_503_with_retry_after(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = make_client()
+    client = make_client(limits={"ranker_timeout": 5.0})
     service = client.app.state.service
     monkeypatch.setattr(service, "upload_wait", lambda: 3.2)
     response = client.post("/search", files={"image": ("x.png", png_bytes(), "image/png")})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "4"
     assert "would wait about 3.2 s" in response.json()["detail"]
-    assert 'braid_refused_total{reason="OverloadedError"} 1.0' in client.get("/metrics").text
+    # Retry-After is at most the ranker timeout: by then every upload in flight is done.
+    monkeypatch.setattr(service, "upload_wait", lambda: 30.0)
+    response = client.post("/search", files={"image": ("x.png", png_bytes(), "image/png")})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert 'braid_refused_total{reason="OverloadedError"} 2.0' in client.get("/metrics").text
     assert client.post("/search", json={"corpus_id": IDS[0]}).status_code == 200  # ids go on
 
 

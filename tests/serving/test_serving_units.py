@@ -16,7 +16,7 @@ from serving_support import config_data, toml_of
 import interleave
 from analysis.schema import Design
 from serving.api import SearchOut, SearchPage, SearchResult
-from serving.batching import MicroBatcher
+from serving.batching import IDLE_HALF_LIFE, MicroBatcher
 from serving.config import ADMIN_TOKEN_ENV, Limits, default_config, load_config, parse_config
 from serving.errors import ConfigError
 from serving.pages import PageMemo, interleaved_page, single_page
@@ -177,6 +177,48 @@ def test_batcher_times_its_calls_per_item() -> None:
     assert before == 0.0
     assert 0.009 <= batched <= 0.03
     assert 0.03 <= alone <= 0.1  # 10 calls at weight 0.2: within 11% of 40 ms, plus slack
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batcher_times_failing_calls_caps_each_item_and_decays_while_idle() -> None:
+    clock = FakeClock()
+    running: list[float] = []
+
+    def model(items: Sequence[int]) -> list[int]:
+        running.append(batcher.item_seconds)  # read while this call runs: no decay
+        clock.now += items[0]  # item i takes i seconds, then fails if odd
+        if items[0] % 2:
+            raise ValueError("odd")
+        return list(items)
+
+    async def submit(item: int) -> object:
+        try:
+            return await batcher.submit(item)
+        except ValueError as error:
+            return error
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            model, executor=pool, max_wait=0.0, max_item_seconds=2.0, clock=clock
+        )
+        assert isinstance(asyncio.run(submit(1)), ValueError)
+        assert batcher.item_seconds == 1.0  # the failing call was timed
+        clock.now += IDLE_HALF_LIFE
+        assert batcher.item_seconds == 0.5  # halved after one half-life idle
+        clock.now += IDLE_HALF_LIFE
+        assert batcher.item_seconds == 0.25
+        assert asyncio.run(submit(8)) == 8  # 8 s, counted as the 2 s cap
+        assert running == [0.0, 0.25]
+        assert batcher.item_seconds == pytest.approx(0.25 + 0.2 * (2.0 - 0.25))
 
 
 def test_batcher_rejects_bad_settings() -> None:
