@@ -49,6 +49,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -451,7 +452,7 @@ class Journal:
         if lost is not None:
             with contextlib.suppress(OSError):
                 lost.kill()  # gone already, or hung: either way, it is not asked again
-            loop.run_in_executor(None, lost.wait)  # reaped off the loop
+            _reap(lost)
         now = time.monotonic()
         recent = [t for t in self._restarts if now - t < _RESTART_WINDOW]
         if len(recent) >= _RESTARTS:
@@ -573,7 +574,11 @@ class Journal:
                 await asyncio.to_thread(self._syncer.wait, self._sync_timeout)
             except subprocess.TimeoutExpired:  # stopped, say: it will not read the end
                 self._syncer.kill()
-                await asyncio.to_thread(self._syncer.wait)
+                try:
+                    await asyncio.to_thread(self._syncer.wait, self._sync_timeout)
+                except subprocess.TimeoutExpired:  # stuck in an fdatasync: SIGKILL waits
+                    logger.warning("the journal's fsync process does not exit; left to reap")
+                    _reap(self._syncer)
             self._syncer = None
         for fd in {self._fd, *self._unsent}:
             os.close(fd)
@@ -734,10 +739,18 @@ class Journal:
         self._fail_all(f"the journal failed earlier: {reason}")
 
     def _fail_all(self, reason: str) -> None:
+        self._cancel_overdue()  # no sync is waited on any more
         groups, self._written, self._syncing = [*self._syncing, *self._written], [], []
         _settle((w for g in groups for w in g.waiters), reason)
         waiters, self._buffered, self._buffer = self._buffered, [], []
         _settle(waiters, reason)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a killed `process` off the loop, on a thread of its own: one stuck in an
+    fdatasync (state D) outlives SIGKILL until the disk answers, and must not hold a worker
+    thread that others share."""
+    threading.Thread(target=process.wait, name="journal-reaper", daemon=True).start()
 
 
 def _write_at(fd: int, data: bytes, offset: int) -> None:

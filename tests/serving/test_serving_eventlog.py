@@ -371,6 +371,31 @@ def test_a_slow_fsync_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
     assert asyncio.run(main()) == (0, 3 * 3)
 
 
+def test_a_sync_time_limit_never_outlives_its_sync(tmp_path: Path) -> None:
+    """Syncs answered in time, one after another for three time limits, replace nothing: the
+    limit set for one sync must not fire on a later one still in flight."""
+
+    async def main() -> tuple[int, int, float]:
+        journal = Journal(tmp_path, sync_timeout=1.0)
+        journal.open()
+        slowest = 0.0
+        try:
+            ends = time.monotonic() + 3.0
+            while time.monotonic() < ends:
+                started = time.monotonic()
+                await asyncio.wait_for(journal.append(records(1)), timeout=10)
+                slowest = max(slowest, time.monotonic() - started)
+            return journal.stats.fsync_restarts, journal.stats.commits, slowest
+        finally:
+            await journal.close()
+
+    restarts, commits, slowest = asyncio.run(main())
+    if slowest > 0.9:
+        pytest.skip(f"an fsync took {slowest:.2f} s here, near the limit the test relies on")
+    assert commits > 30
+    assert restarts == 0
+
+
 def test_close_kills_an_fsync_process_that_does_not_exit(tmp_path: Path) -> None:
     async def main() -> int | None:
         journal = Journal(tmp_path, sync_timeout=2.0)
