@@ -5,6 +5,10 @@ alpha would find a spurious winner in some pair far more often than alpha. Holm'
 procedure (Holm 1979, "A simple sequentially rejective multiple test procedure", Scand. J.
 Stat.) controls the family-wise error rate at alpha without assuming independence, and
 rejects at least as much as Bonferroni.
+
+A pair whose test could not be run (p-value nan: fewer than two users, say) is not part of
+the family: it is never rejected, its adjusted p-value is nan, and the others are corrected
+among themselves (a test that is not run cannot make a false discovery).
 """
 
 from __future__ import annotations
@@ -49,14 +53,17 @@ def holm(
 
     Args:
         pairs: (a, b) for each test.
-        p_values: Each pair's unadjusted p-value, aligned with `pairs`.
+        p_values: Each pair's unadjusted p-value, aligned with `pairs`; nan for a pair that
+            was not tested.
         alpha: Family-wise error rate.
 
     Returns:
-        One `AdjustedPValue` per pair, in the order given.
+        One `AdjustedPValue` per pair, in the order given (nan and not rejected where the
+        p-value is nan).
 
     Raises:
-        ValueError: If the lengths differ, a p-value is outside [0, 1] or alpha is not in (0, 1).
+        ValueError: If the lengths differ, a p-value is outside [0, 1] (and not nan) or
+            alpha is not in (0, 1).
     """
     from statsmodels.stats.multitest import multipletests
 
@@ -67,9 +74,12 @@ def holm(
     if not pairs:
         return ()
     p = np.asarray(p_values, dtype=np.float64)
-    if not ((p >= 0) & (p <= 1)).all():
-        raise ValueError("p_values must lie in [0, 1]")
-    _, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+    tested = ~np.isnan(p)
+    if not ((p[tested] >= 0) & (p[tested] <= 1)).all():
+        raise ValueError("p_values must lie in [0, 1] (or be nan: not tested)")
+    adjusted = np.full(p.shape, np.nan)
+    if tested.any():
+        adjusted[tested] = multipletests(p[tested], alpha=alpha, method="holm")[1]
     return tuple(
         AdjustedPValue(a, b, float(raw), float(adj), bool(adj < alpha))
         for (a, b), raw, adj in zip(pairs, p, adjusted, strict=True)

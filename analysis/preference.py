@@ -224,7 +224,8 @@ class Preference:
         losses: Impressions `b` won.
         ties: Impressions neither won.
         delta: delta_AB = (wins + ties / 2) / impressions - 1/2.
-        ci_low: Lower end of the user-clustered bootstrap interval of delta.
+        ci_low: Lower end of the user-clustered bootstrap interval of delta (nan with
+            fewer than two users).
         ci_high: Upper end of that interval.
         p_sign: Sign-test p-value (ties dropped).
         p_t: Clustered t-test p-value; it decides `winner`.
@@ -366,10 +367,14 @@ def bootstrap_ci(
         weights: "multinomial" or "poisson".
 
     Returns:
-        (low, high).
+        (low, high); (nan, nan) with fewer than two users, where resampling users has nothing
+        to vary (the one user's delta every time: an interval of width zero that would claim
+        certainty), as the t-test's p-value is nan there.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    if _check_pairs(impressions, total)[0].size < 2:
+        return math.nan, math.nan
     deltas = bootstrap_deltas(impressions, total, rng=rng, resamples=resamples, weights=weights)
     deltas = deltas[np.isfinite(deltas)]
     tail = (1 - level) / 2

@@ -1371,7 +1371,7 @@ def _alerts(
                 Alert(
                     AlertKind.FEW_USERS,
                     result.label,
-                    f"only {result.users} users: the user-clustered tests need more than "
+                    f"only {_users(result.users)}: the user-clustered tests need more than "
                     f"{MIN_USERS} to be trusted",
                 )
             )
@@ -1407,7 +1407,7 @@ def _alerts(
                 Alert(
                     AlertKind.FEW_USERS,
                     ab_result.label,
-                    f"only {min(ab_result.users)} users in an arm: Welch's test needs more than "
+                    f"only {_users(min(ab_result.users))} in an arm: Welch's test needs more than "
                     f"{MIN_USERS} per arm to be trusted",
                 )
             )
@@ -1434,8 +1434,8 @@ def _alerts(
                     Alert(
                         AlertKind.UNDERPOWERED,
                         size.experiment,
-                        f"no decision on {size.a} vs {size.b}: {size.users:,} users, but 80% "
-                        f"power at the observed effect needs about {_count(pair_users)}",
+                        f"no decision on {size.a} vs {size.b}: {_users(size.users)}, but 80% "
+                        f"power at the observed effect needs {_count(pair_users)}",
                     )
                 )
     for v in verdicts:
@@ -1522,10 +1522,14 @@ def _design_disagreements(
     return out
 
 
+def _users(n: int) -> str:
+    return "1 user" if n == 1 else f"{n:,} users"
+
+
 def _count(x: float) -> str:
     if not math.isfinite(x):
-        return "an unbounded number (no effect observed)"
-    return f"{x:,.0f}"
+        return "an unbounded number (no effect observed, or too few users to measure its spread)"
+    return f"about {x:,.0f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1658,6 +1662,13 @@ def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
 
+def _interval(low: float, high: float) -> str:
+    """ "[low, high]", or "[–]" where there is none (fewer than two users)."""
+    if math.isnan(low) or math.isnan(high):
+        return "[–]"
+    return f"[{low:+.4f}, {high:+.4f}]"
+
+
 def _p(p: float) -> str:
     if math.isnan(p):
         return "–"
@@ -1729,7 +1740,7 @@ def _headline_html(report: Report) -> str:
     lines = [
         f'<p class="verdict">{title}</p>',
         f'<p class="sub">{_e(h.method)} interleaving ({_e(h.experiment)}): '
-        f"δ<sub>AB</sub> = {h.delta:+.4f} [{h.ci[0]:+.4f}, {h.ci[1]:+.4f}], "
+        f"δ<sub>AB</sub> = {h.delta:+.4f} {_interval(*h.ci)}, "
         f"p = {_p(h.p_value)} (user-clustered t-test, α = {report.alpha:g}). "
         f"{_e(h.a)} won {h.wins:,} impressions, {_e(h.b)} {h.losses:,}, {h.ties:,} ties: "
         f"{_e(h.a)} took {share} of the decided ones.</p>",
@@ -1822,7 +1833,7 @@ def _preference_html(report: Report, figure: str | None, sequential: str | None)
                 f"{_e(p.a)} vs {_e(p.b)}",
                 f"{pref.impressions:,}<br><small>{pref.users:,} users</small>",
                 f"{pref.wins:,} / {pref.losses:,} / {pref.ties:,}",
-                f"{pref.delta:+.4f}<br><small>[{pref.ci_low:+.4f}, {pref.ci_high:+.4f}]</small>",
+                f"{pref.delta:+.4f}<br><small>{_interval(pref.ci_low, pref.ci_high)}</small>",
                 _p(pref.p_t),
             ]
             if multileave:
@@ -1883,7 +1894,7 @@ def _ab_html(report: Report) -> str:
                 f"{c.treatment_mean:.4f}",
                 f"{c.effect:+.4f}",
                 f"{100 * c.lift:+.2f}%" if math.isfinite(c.lift) else "–",
-                f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
+                _interval(c.ci_low, c.ci_high),
                 _p(c.p_value),
                 f"<b>{_e(_ab_winner(c))}</b>" if _ab_winner(c) else "none",
             )

@@ -31,6 +31,13 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def _interval(low: float, high: float) -> str:
+    """ "[low, high]", or "[n/a]" where there is none (fewer than two users)."""
+    if math.isnan(low) or math.isnan(high):
+        return "[n/a]"
+    return f"[{low:+.4f}, {high:+.4f}]"
+
+
 def _queries(size: SampleSize, level: int) -> str:
     value, _ = size.queries(level)
     return f"{value:,.0f}" if math.isfinite(value) else "unbounded"
@@ -128,7 +135,7 @@ def summary(report: Report, *, html_path: str | os.PathLike[str] | None = None) 
         )
         lines.append(
             f"{verdict} ({h.method}, {h.experiment}): delta {h.delta:+.4f} "
-            f"[{h.ci[0]:+.4f}, {h.ci[1]:+.4f}], p-value {_p(h.p_value)} (alpha {report.alpha:g})"
+            f"{_interval(*h.ci)}, p-value {_p(h.p_value)} (alpha {report.alpha:g})"
         )
         lines.append(f"Queries needed for {lv[0]} power ({lv[1]}):")
         il = h.interleaving

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from analysis.multiple import holm
@@ -28,6 +30,19 @@ def test_adjusted_never_exceeds_one_nor_falls_below_raw() -> None:
 def test_single_pair_is_unchanged_and_empty_is_empty() -> None:
     assert holm([("a", "b")], [0.03])[0].p_adjusted == pytest.approx(0.03)
     assert holm([], []) == ()
+
+
+def test_a_pair_not_tested_is_left_out_of_the_family() -> None:
+    """A nan p-value (fewer than two users) is never rejected, and the others are corrected
+    as a family of three: the same as leaving that pair out."""
+    adjusted = holm(PAIRS, [0.01, math.nan, 0.03, 0.005], alpha=0.05)
+    alone = holm([PAIRS[0], PAIRS[2], PAIRS[3]], [0.01, 0.03, 0.005], alpha=0.05)
+    assert math.isnan(adjusted[1].p_adjusted)
+    assert not adjusted[1].reject
+    kept = [adjusted[0], adjusted[2], adjusted[3]]
+    assert [r.p_adjusted for r in kept] == pytest.approx([r.p_adjusted for r in alone])
+    assert [r.p_adjusted for r in kept] == pytest.approx([0.02, 0.03, 0.015])
+    assert all(math.isnan(r.p_adjusted) for r in holm(PAIRS[:2], [math.nan, math.nan]))
 
 
 def test_validates() -> None:

@@ -133,6 +133,15 @@ def test_bootstrap_two_users_exact_distribution() -> None:
     assert (low, high) == pytest.approx((-1 / 6, 0.5))
 
 
+def test_one_user_has_no_interval() -> None:
+    """Resampling one user gives that user's delta every time: no interval, not [d, d]."""
+    low, high = bootstrap_ci([4], [2.0], rng=np.random.default_rng(0), resamples=200)
+    assert math.isnan(low)
+    assert math.isnan(high)
+    low, high = bootstrap_ci([4, 1], [2.0, 0.0], rng=np.random.default_rng(0), resamples=200)
+    assert low < high
+
+
 def _moment_check(sums: NDArray[np.float64], mean: float, var: float) -> None:
     r = sums.size
     assert abs(sums.mean() - mean) < 4 * math.sqrt(var / r)

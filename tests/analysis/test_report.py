@@ -317,6 +317,24 @@ def test_ab_only_log_has_no_headline(tmp_path: Path) -> None:
     assert 'src="power.png"' in page
 
 
+def test_a_log_of_one_user_is_reported_without_an_interval(tmp_path: Path) -> None:
+    """One user (a server tried by hand): every test is untestable, and the report says so
+    instead of failing or printing an interval of width zero."""
+    log = write_log(tmp_path / "one", users=1, per_user=6)
+    got = build_report(log, seed=0, resamples=50, plots=True)
+    assert got.headline is not None
+    assert all(math.isnan(x) for x in got.headline.ci)
+    for result in got.interleaving:
+        for pair in result.pairs:
+            assert pair.winner is None
+            assert math.isnan(pair.p_adjusted)
+    text = summary(got)
+    assert "[n/a], p-value n/a" in text
+    assert any("only 1 user:" in alert.message for alert in got.alerts)
+    page = write_html(got, tmp_path / "out").read_text(encoding="utf-8")
+    assert "nan" not in page.replace("nanosecond", "")
+
+
 def test_srm_is_flagged_on_a_skewed_split(tmp_path: Path) -> None:
     skewed = write_log(tmp_path / "skewed", users=300, per_user=3, ab_share_x=0.7)
     got = build_report(skewed, seed=0, resamples=50, plots=False)
