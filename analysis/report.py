@@ -79,7 +79,14 @@ from analysis.power import (
     size_grid,
 )
 from analysis.preference import Preference, UserTotals, preference_from_totals
-from analysis.schema import Design, ExperimentSpec, Kind, read_experiments, scan
+from analysis.schema import (
+    Design,
+    ExperimentSpec,
+    Kind,
+    read_experiments,
+    scan,
+    uncompacted_segments,
+)
 from analysis.sequential import SequentialPath, mixing_rho, msprt
 
 __all__ = [
@@ -158,6 +165,7 @@ class AlertKind(StrEnum):
     UNDERPOWERED = "underpowered"
     EXCLUDED = "excluded"
     NO_DATA = "no_data"
+    UNCOMPACTED = "uncompacted"
 
 
 _SEVERE: Final = frozenset(
@@ -1346,8 +1354,11 @@ def _alerts(
     sizes: Sequence[SampleSize],
     verdicts: Sequence[Verdict],
     missing: Sequence[ExperimentSpec],
+    uncompacted: int = 0,
 ) -> tuple[Alert, ...]:
     alerts: list[Alert] = []
+    if uncompacted:
+        alerts.append(Alert(AlertKind.UNCOMPACTED, "", _uncompacted(uncompacted)))
     for spec in missing:
         alerts.append(
             Alert(AlertKind.NO_DATA, _label(spec), "designed, but no impressions were logged")
@@ -1522,6 +1533,14 @@ def _design_disagreements(
     return out
 
 
+def _uncompacted(segments: int) -> str:
+    held = "a journal segment holds" if segments == 1 else f"{segments} journal segments hold"
+    return (
+        f"{held} events not yet compacted to Parquet, left out here (a server compacts its "
+        "journal as it runs and when it stops)"
+    )
+
+
 def _users(n: int) -> str:
     return "1 user" if n == 1 else f"{n:,} users"
 
@@ -1615,9 +1634,11 @@ def build_report(
             ) from exc
         except ValueError as exc:
             raise ReportError(f"cannot analyse {label}: {_one_line(exc)}") from exc
+    uncompacted = uncompacted_segments(root)
     if not interleaving and not ab:
+        waiting = f"; {_uncompacted(uncompacted)}" if uncompacted else ""
         raise ReportError(
-            f"no impressions logged for any of the {len(specs)} experiments in {root}"
+            f"no impressions logged for any of the {len(specs)} experiments in {root}{waiting}"
         )
     sizes.extend(ab_sizes)
     ratios = tuple(
@@ -1641,7 +1662,7 @@ def build_report(
         truth=truth,
         verdicts=verdicts,
         agreement=_agreement(verdicts),
-        alerts=_alerts(interleaving, ab, sizes, verdicts, missing),
+        alerts=_alerts(interleaving, ab, sizes, verdicts, missing, uncompacted),
         headline=_headline(interleaving, sizes, truth),
         seconds=time.perf_counter() - started,
     )

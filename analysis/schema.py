@@ -9,6 +9,8 @@ A log directory holds::
     LOGDIR/clicks/*.parquet         one Click per click on a shown position
     LOGDIR/qrels.parquet            optional relevance judgments (query_id, doc_id, grade):
                                     the simulator writes its known truth here
+    LOGDIR/journal/segment-*.jsonl  a server's events not yet compacted into the folders
+                                    above (not read here: `uncompacted_segments` counts them)
 
 Each record is a frozen `msgspec.Struct` (built in a tenth of the time of a frozen dataclass,
 and untracked by the garbage collector: a server holds many) with its polars schema beside
@@ -65,14 +67,18 @@ __all__ = [
     "Kind",
     "append_experiment",
     "frame_from_json_lines",
+    "journal_dir",
     "read_experiments",
     "scan",
     "to_frame",
+    "uncompacted_segments",
     "validate",
     "write_frame",
 ]
 
 TIMESTAMP: Final = pl.Datetime("us", "UTC")
+JOURNAL_SEGMENTS: Final = "segment-*.jsonl"
+"""The names of a journal's segments, in `journal_dir` (the server writes them)."""
 
 
 class Design(StrEnum):
@@ -363,6 +369,26 @@ def scan(logdir: str | os.PathLike[str], kind: Kind) -> pl.LazyFrame:
     if not any(folder.glob("part-*.parquet")):
         return pl.LazyFrame(schema=SCHEMAS[kind])
     return pl.scan_parquet(folder / "part-*.parquet", schema=SCHEMAS[kind])
+
+
+def journal_dir(logdir: str | os.PathLike[str]) -> Path:
+    """The folder of a log directory where a server journals events before compacting them."""
+    return Path(logdir) / "journal"
+
+
+def uncompacted_segments(logdir: str | os.PathLike[str]) -> int:
+    """How many journal segments of `logdir` hold events not yet compacted to Parquet (the
+    events a report cannot see yet). A segment is written ahead with zeros, so one holds
+    events when its first byte is not zero: every journal line starts with its checksum."""
+    held = 0
+    for path in journal_dir(logdir).glob(JOURNAL_SEGMENTS):
+        try:
+            with open(path, "rb") as fh:
+                first = fh.read(1)
+        except OSError:  # compacted and removed meanwhile
+            continue
+        held += first not in (b"", b"\0")
+    return held
 
 
 def append_experiment(logdir: str | os.PathLike[str], spec: ExperimentSpec) -> None:

@@ -61,12 +61,14 @@ import msgspec
 import polars as pl
 
 from analysis.schema import (
+    JOURNAL_SEGMENTS,
     SCHEMAS,
     Assignment,
     Click,
     Impression,
     Kind,
     frame_from_json_lines,
+    journal_dir,
     scan,
     to_frame,
     write_frame,
@@ -106,7 +108,6 @@ _DECODERS: Final[dict[Kind, Callable[[bytes], Record]]] = {
     Kind.CLICKS: msgspec.json.Decoder(Click).decode,
 }
 _ENCODER: Final = msgspec.json.Encoder()
-_SEGMENT_GLOB: Final = "segment-*.jsonl"
 _ZEROED: Final = 1024 * 1024
 """Bytes of zeros written ahead of the records at a time (about 600 impressions): the fsync
 that flushes them takes about 1 ms here (4 for 4 MiB), once per chunk."""
@@ -122,11 +123,6 @@ _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.IMPRESSIONS: ("impression_id",),
     Kind.CLICKS: ("click_id",),
 }
-
-
-def journal_dir(logdir: str | os.PathLike[str]) -> Path:
-    """The journal folder of a log directory."""
-    return Path(logdir) / "journal"
 
 
 def encode_record(record: Record) -> bytes:
@@ -369,7 +365,7 @@ class Journal:
 
     def segments(self) -> tuple[Path, ...]:
         """Every segment on disk, oldest first (the active one last, while open)."""
-        return tuple(sorted(self._dir.glob(_SEGMENT_GLOB), key=_segment_number))
+        return tuple(sorted(self._dir.glob(JOURNAL_SEGMENTS), key=_segment_number))
 
     def sealed(self) -> tuple[Path, ...]:
         """The segments no longer written to, oldest first."""
@@ -832,7 +828,7 @@ def _compact(logdir: Path, folder: Path, segments: Sequence[Path] | None) -> Com
     chosen = (
         [p for p in segments if p.exists()]  # gone: compacted by an earlier turn
         if segments is not None
-        else sorted(folder.glob(_SEGMENT_GLOB), key=_segment_number)
+        else sorted(folder.glob(JOURNAL_SEGMENTS), key=_segment_number)
     )
     todo = list(dict.fromkeys([*listed, *chosen]))
     if not todo:

@@ -49,6 +49,8 @@ from analysis.schema import (
     ExperimentSpec,
     Kind,
     append_experiment,
+    journal_dir,
+    uncompacted_segments,
     write_frame,
 )
 from analysis.sequential import cumulative_user_moments
@@ -553,6 +555,36 @@ def test_experiments_without_impressions_fail(tmp_path: Path) -> None:
     )
     with pytest.raises(ReportError, match="no impressions logged"):
         build_report(tmp_path)
+
+
+def test_events_a_server_has_not_compacted_yet_are_said_to_be_left_out(tmp_path: Path) -> None:
+    """A server's journal segments are written ahead with zeros: one that holds a line is
+    flagged (the report cannot see it), one still all zeros is not."""
+    append_experiment(
+        tmp_path,
+        ExperimentSpec("td", 1, "s", Design.INTERLEAVING, ("x", "y"), method="team_draft"),
+    )
+    journal = journal_dir(tmp_path)
+    journal.mkdir()
+    (journal / "segment-00000002.jsonl").write_bytes(bytes(4096))
+    with pytest.raises(ReportError, match="no impressions logged") as refused:
+        build_report(tmp_path)
+    assert "journal" not in str(refused.value)
+    (journal / "segment-00000001.jsonl").write_bytes(b"0badc0de impressions {}\n" + bytes(64))
+    assert uncompacted_segments(tmp_path) == 1
+    with pytest.raises(ReportError, match="a journal segment holds events not yet compacted"):
+        build_report(tmp_path)
+    log = write_log(tmp_path / "log", users=150, per_user=3)
+    assert uncompacted_segments(log) == 0
+    assert not any(a.kind is AlertKind.UNCOMPACTED for a in build_report(log, resamples=20).alerts)
+    journal_dir(log).mkdir()
+    for n in (1, 2):
+        (journal_dir(log) / f"segment-{n:08d}.jsonl").write_bytes(b"0badc0de clicks {}\n")
+    (alert,) = [
+        a for a in build_report(log, resamples=20).alerts if a.kind is AlertKind.UNCOMPACTED
+    ]
+    assert alert.message.startswith("2 journal segments hold events not yet compacted")
+    assert not alert.severe
 
 
 def test_cli_writes_the_report(
