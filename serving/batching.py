@@ -15,8 +15,10 @@ only its own caller.
 calls, the latest weighted most): the server multiplies it by the work in flight to refuse an
 upload that would wait past its deadline, rather than queue it to time out. Failing calls are
 timed too; each call counts for at most `max_item_seconds` an item (a stall past the callers'
-deadline says no more than that they timed out); and while the batcher is idle the estimate
-halves every `IDLE_HALF_LIFE` seconds, so one slow spell does not keep uploads out for good.
+deadline says no more than that they timed out); and while the batcher is idle, what the
+estimate holds over the fastest call seen (per item, of calls that succeeded within that cap)
+halves every `IDLE_HALF_LIFE` seconds: one slow spell does not keep uploads out for good, and
+a long rest does not let in more than the model at its best could serve.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ _WEIGHT = 0.2
 """The weight of the latest call in `item_seconds` (about the last five calls count)."""
 
 IDLE_HALF_LIFE = 5.0
-"""Seconds without a call running over which `item_seconds` halves."""
+"""Seconds without a call running over which `item_seconds`' excess over the fastest call
+halves."""
 
 
 class MicroBatcher(Generic[T, R]):
@@ -52,6 +55,7 @@ class MicroBatcher(Generic[T, R]):
         "_busy",
         "_clock",
         "_executor",
+        "_fastest",
         "_fn",
         "_full",
         "_idle_since",
@@ -63,6 +67,7 @@ class MicroBatcher(Generic[T, R]):
         "_observe",
         "_queue",
         "_task",
+        "_timed",
     )
 
     def __init__(
@@ -106,6 +111,8 @@ class MicroBatcher(Generic[T, R]):
         self._max_item_seconds = max_item_seconds
         self._clock = clock
         self._item_seconds = 0.0
+        self._timed = False  # a call has ended: `_item_seconds` holds a figure
+        self._fastest = 0.0  # per item, of a call that succeeded within the cap (0.0: none)
         self._busy = 0
         self._idle_since = clock()
 
@@ -121,12 +128,16 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def item_seconds(self) -> float:
-        """Recent wall seconds of a call per item in it (0.0 before the first call ends),
-        halved for every `IDLE_HALF_LIFE` seconds since the last call while none runs."""
-        if self._busy:
-            return self._item_seconds
-        idle = self._clock() - self._idle_since
-        return self._item_seconds * math.exp2(-max(idle, 0.0) / IDLE_HALF_LIFE)
+        """Recent wall seconds of a call per item in it (0.0 before the first call ends).
+
+        While no call runs, its excess over the fastest call that succeeded (0.0 before one
+        has) halves for every `IDLE_HALF_LIFE` seconds since the last call ended.
+        """
+        estimate, floor = self._item_seconds, self._fastest
+        if self._busy or estimate <= floor:
+            return estimate
+        idle = max(self._clock() - self._idle_since, 0.0)
+        return floor + (estimate - floor) * math.exp2(-idle / IDLE_HALF_LIFE)
 
     async def submit(self, item: T) -> R:
         """Queue `item` and wait for its result (the batch function's exception, if it failed)."""
@@ -191,15 +202,21 @@ class MicroBatcher(Generic[T, R]):
         self._item_seconds = self.item_seconds  # the decay of the idle spell now ending
         self._busy += 1
         started = self._clock()
+        succeeded = False
         try:
-            return await loop.run_in_executor(self._executor, self._fn, items)
+            results = await loop.run_in_executor(self._executor, self._fn, items)
+            succeeded = True
+            return results
         finally:
             ended = self._clock()
             self._busy -= 1
             self._idle_since = ended
-            per_item = min((ended - started) / len(items), self._max_item_seconds)
-            if self._item_seconds == 0.0:
-                self._item_seconds = per_item
+            taken = (ended - started) / len(items)
+            per_item = min(taken, self._max_item_seconds)
+            if succeeded and taken <= self._max_item_seconds:
+                self._fastest = min(self._fastest or taken, taken)
+            if not self._timed:
+                self._item_seconds, self._timed = per_item, True
             else:
                 self._item_seconds += _WEIGHT * (per_item - self._item_seconds)
 

@@ -221,6 +221,41 @@ def test_batcher_times_failing_calls_caps_each_item_and_decays_while_idle() -> N
         assert batcher.item_seconds == pytest.approx(0.25 + 0.2 * (2.0 - 0.25))
 
 
+def test_batcher_decays_toward_the_fastest_call_not_to_nothing() -> None:
+    """A rest, however long, brings the estimate back to the model at its best (the fastest
+    call that succeeded within the cap), never below: a burst after a quiet night is admitted
+    as the model can serve it, not all at once."""
+    clock = FakeClock()
+
+    def model(items: Sequence[float]) -> list[float]:
+        clock.now += abs(items[0])  # an item takes |item| seconds, and fails if negative
+        if items[0] < 0:
+            raise ValueError("negative")
+        return list(items)
+
+    async def submit(item: float) -> object:
+        try:
+            return await batcher.submit(item)
+        except ValueError as error:
+            return error
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[float, float] = MicroBatcher(
+            model, executor=pool, max_wait=0.0, max_item_seconds=2.0, clock=clock
+        )
+        assert asyncio.run(submit(0.5)) == 0.5
+        assert isinstance(asyncio.run(submit(-3.0)), ValueError)  # 3 s, counted as 2
+        assert batcher.item_seconds == pytest.approx(0.5 + 0.2 * 1.5)
+        clock.now += IDLE_HALF_LIFE
+        assert batcher.item_seconds == pytest.approx(0.5 + 0.1 * 1.5)  # the excess halved
+        clock.now += 1e6  # far past exp2's underflow
+        assert batcher.item_seconds == 0.5
+        assert asyncio.run(submit(0.25)) == 0.25  # a moving average still, not a restart
+        assert batcher.item_seconds == pytest.approx(0.5 + 0.2 * (0.25 - 0.5))
+        clock.now += 1e6
+        assert batcher.item_seconds == 0.25  # the new fastest
+
+
 def test_batcher_rejects_bad_settings() -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(list, executor=pool, max_batch=0)
