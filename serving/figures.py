@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -55,7 +56,12 @@ Outcome = tuple[float, ...]
 
 
 class PreferenceFigures(msgspec.Struct, frozen=True):
-    """The preference between two rankers (delta > 0 favours `a`)."""
+    """The preference between two rankers (delta > 0 favours `a`).
+
+    `ci_low`, `ci_high` (the user-clustered bootstrap interval) and `p_value` (the clustered
+    t-test, which decides `winner`) are None while fewer than two users have seen the pair:
+    neither can be computed from one user.
+    """
 
     a: str
     b: str
@@ -65,9 +71,9 @@ class PreferenceFigures(msgspec.Struct, frozen=True):
     losses: int
     ties: int
     delta: float
-    ci_low: float
-    ci_high: float
-    p_value: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
     p_sign: float
     p_sequential: float
     winner: str | None
@@ -417,13 +423,18 @@ def _preference(
         losses=found.losses,
         ties=found.ties,
         delta=found.delta,
-        ci_low=found.ci_low,
-        ci_high=found.ci_high,
-        p_value=found.p_t,
+        ci_low=_known(found.ci_low),
+        ci_high=_known(found.ci_high),
+        p_value=_known(found.p_t),
         p_sign=found.p_sign,
         p_sequential=p_sequential,
         winner=found.winner,
     )
+
+
+def _known(value: float) -> float | None:
+    """`value`, or None where it could not be computed (nan)."""
+    return None if math.isnan(value) else value
 
 
 def _outright_winner(

@@ -712,6 +712,31 @@ def test_a_cancelled_compaction_waits_for_its_process(
     assert scan(Path(service.logdir), Kind.IMPRESSIONS).collect().height == 1
 
 
+def test_figures_of_one_user_have_no_interval_and_no_test(client: TestClient[Litestar]) -> None:
+    """One user has no spread to measure: the interval and the t-test are null (and the
+    schema says they may be), not an interval of width zero or a non-number."""
+    for i in range(3):
+        body = search(client, corpus_id=IDS[i], unit_id="only-one")
+        click = {"impression_id": body["impression_id"], "position": 0, "click_id": f"o-{i}"}
+        assert client.post("/clicks", json=click).status_code == 201
+    (pref,) = client.get("/experiments/ab-interleaved").json()["figures"]["preferences"]
+    assert pref["users"] == 1
+    assert pref["wins"] + pref["losses"] == 3
+    assert (pref["ci_low"], pref["ci_high"], pref["p_value"]) == (None, None, None)
+    assert pref["winner"] is None
+    body = search(client, corpus_id=IDS[3], unit_id="another-one")
+    click = {"impression_id": body["impression_id"], "position": 1, "click_id": "o-3"}
+    assert client.post("/clicks", json=click).status_code == 201
+    (pref,) = client.get("/experiments/ab-interleaved").json()["figures"]["preferences"]
+    assert pref["users"] == 2
+    assert pref["ci_low"] <= pref["delta"] <= pref["ci_high"]
+    assert 0 <= pref["p_value"] <= 1
+    component = client.get("/schema/openapi.json").json()["components"]["schemas"]
+    fields = component["PreferenceFigures"]["properties"]
+    for name in ("ci_low", "ci_high", "p_value"):
+        assert {"type": "null"} in fields[name]["oneOf"], fields[name]
+
+
 def test_live_figures_match_the_analysis_of_the_served_log(client: TestClient[Litestar]) -> None:
     outcomes = pytest.importorskip("analysis.outcomes")
     from analysis.preference import preference
