@@ -1536,8 +1536,8 @@ def _design_disagreements(
 def _uncompacted(segments: int) -> str:
     held = "a journal segment holds" if segments == 1 else f"{segments} journal segments hold"
     return (
-        f"{held} events not yet compacted to Parquet, left out here (a server compacts its "
-        "journal as it runs and when it stops)"
+        f"{held} events not yet compacted to Parquet, which this report may leave out (a "
+        "server compacts its journal as it runs and when it stops)"
     )
 
 
@@ -1589,6 +1589,9 @@ def build_report(
     started = time.perf_counter()
     root = Path(logdir)
     specs = _specs(root)
+    # Counted before any scan: a compaction during the report moves events into Parquet
+    # after the scans, and deletes their segments before a later count would see them.
+    uncompacted = uncompacted_segments(root)
     truth = read_truth(root)
     say = progress or (lambda _: None)
     interleaving: list[InterleavingResult] = []
@@ -1634,7 +1637,6 @@ def build_report(
             ) from exc
         except ValueError as exc:
             raise ReportError(f"cannot analyse {label}: {_one_line(exc)}") from exc
-    uncompacted = uncompacted_segments(root)
     if not interleaving and not ab:
         waiting = f"; {_uncompacted(uncompacted)}" if uncompacted else ""
         raise ReportError(

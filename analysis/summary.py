@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from analysis.power import POWER_LEVELS
-from analysis.report import QueriesRatio, Report, SampleSize
+from analysis.report import Alert, QueriesRatio, Report, SampleSize
 
 __all__ = [
     "MAX_LINES",
@@ -60,7 +60,7 @@ def _alert_lines(report: Report) -> list[str]:
     lines = [f"Warnings ({len(report.alerts)}):"]
     severe = [a for a in report.alerts if a.severe]
     for alert in severe[:_MAX_ALERTS]:
-        lines.append(_clip(f"  ! {alert.experiment}: {alert.message}", 160))
+        lines.append(_clip(f"  ! {_about(alert)}", 160))
     if len(severe) > _MAX_ALERTS:
         lines.append(f"  ! ... and {len(severe) - _MAX_ALERTS} more")
     kinds: dict[str, list[str]] = {}
@@ -70,11 +70,16 @@ def _alert_lines(report: Report) -> list[str]:
     for kind, experiments in kinds.items():
         if len(experiments) == 1:
             (only,) = (a for a in report.alerts if a.kind.replace("_", " ") == kind)
-            lines.append(_clip(f"  - {only.experiment}: {only.message}", 160))
+            lines.append(_clip(f"  - {_about(only)}", 160))
         else:
             names = ", ".join(dict.fromkeys(experiments))
             lines.append(_clip(f"  - {kind}: {len(experiments)} ({names})", 160))
     return lines
+
+
+def _about(alert: Alert) -> str:
+    """ "experiment: message", or the message alone for an alert about the whole log."""
+    return f"{alert.experiment}: {alert.message}" if alert.experiment else alert.message
 
 
 def _pair_ratio_lines(report: Report) -> list[str]:

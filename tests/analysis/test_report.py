@@ -585,6 +585,7 @@ def test_events_a_server_has_not_compacted_yet_are_said_to_be_left_out(tmp_path:
     ]
     assert alert.message.startswith("2 journal segments hold events not yet compacted")
     assert not alert.severe
+    assert "\n  - 2 journal segments hold" in summary(build_report(log, resamples=20))
 
 
 def test_cli_writes_the_report(
