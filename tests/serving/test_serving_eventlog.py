@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -405,6 +406,47 @@ def test_close_kills_an_fsync_process_that_does_not_exit(tmp_path: Path) -> None
         return syncer.returncode
 
     assert asyncio.run(main()) == -signal.SIGKILL
+
+
+def test_close_gives_up_on_an_fsync_process_that_outlives_sigkill(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process stuck in an fdatasync (state D) outlives SIGKILL until the disk answers:
+    close waits for it a time limit after the kill, then leaves it to a reaper thread of its
+    own instead of hanging (here its wait blocks until the test lets the disk answer)."""
+    disk = threading.Event()
+
+    async def main() -> tuple[float, subprocess.Popen[bytes]]:
+        journal = Journal(tmp_path, sync_timeout=0.5)
+        journal.open()
+        syncer = await stopped_syncer(journal)
+        real_wait = syncer.wait
+
+        def wait_in_state_d(timeout: float | None = None) -> int:
+            if not disk.wait(timeout):
+                raise subprocess.TimeoutExpired(syncer.args, timeout or 0.0)
+            return real_wait()
+
+        syncer.wait = wait_in_state_d  # type: ignore[method-assign]
+        started = time.monotonic()
+        await asyncio.wait_for(journal.close(), timeout=10)
+        return time.monotonic() - started, syncer
+
+    safety = threading.Timer(15, disk.set)  # a close that hangs fails instead of hanging
+    safety.start()
+    try:
+        with caplog.at_level("WARNING", logger="serving.eventlog"):
+            took, syncer = asyncio.run(main())
+    finally:
+        safety.cancel()
+    assert took < 5
+    assert "does not exit; left to reap" in caplog.text
+    assert syncer.returncode is None  # not reaped yet: its reaper still waits for the disk
+    disk.set()
+    deadline = time.monotonic() + 10
+    while syncer.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert syncer.returncode == -signal.SIGKILL  # reaped by the thread, once the disk answered
 
 
 def test_close_commits_what_is_queued_and_stops_the_fsync_process(tmp_path: Path) -> None:
