@@ -95,8 +95,8 @@ class Limits:
         max_upload_wait: Seconds an upload may be expected to wait for its embeddings (the
             uploads in flight times the models' recent seconds per image); a longer wait is
             refused with 503 and Retry-After before any work, not queued to time out. At most
-            `ranker_timeout` (checked on construction); a configuration file that leaves it
-            out gets half its `ranker_timeout`.
+            `ranker_timeout`; left out (None), half of it. Both are checked on construction,
+            in Python as from a file: positive and finite, and in that order.
         max_page: Deepest result page served (pages are 1-based).
         batch_size: Most uploads one ranker call embeds at once (micro-batching).
         batch_wait_ms: How long the first upload of a batch waits for others to join it.
@@ -113,7 +113,7 @@ class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 25_000_000
     ranker_timeout: float = 2.0
-    max_upload_wait: float = 1.0
+    max_upload_wait: float | None = None
     max_page: int = 5
     batch_size: int = 4
     batch_wait_ms: float = 2.0
@@ -123,12 +123,21 @@ class Limits:
     drafted_pages: int = 20_000
 
     def __post_init__(self) -> None:
-        if self.max_upload_wait > self.ranker_timeout:
+        timeout = _positive(self.ranker_timeout, "limits.ranker_timeout")
+        if self.max_upload_wait is None:
+            return
+        if _positive(self.max_upload_wait, "limits.max_upload_wait") > timeout:
             raise ConfigError(
                 f"limits.max_upload_wait ({self.max_upload_wait:g} s) must not exceed "
                 f"limits.ranker_timeout ({self.ranker_timeout:g} s): uploads admitted to wait "
                 "longer would time out"
             )
+
+    @property
+    def upload_wait(self) -> float:
+        """The longest expected wait an upload is admitted with: `max_upload_wait`, or half
+        of `ranker_timeout` when it is left out."""
+        return self.ranker_timeout / 2 if self.max_upload_wait is None else self.max_upload_wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,18 +440,13 @@ def _corpus(table: Mapping[str, Any]) -> CorpusConfig:
 def _limits(table: Mapping[str, Any]) -> Limits:
     defaults = Limits()
     _keys(table, "limits", set(Limits.__dataclass_fields__))
-    ranker_timeout = _positive(
-        table.get("ranker_timeout", defaults.ranker_timeout), "limits.ranker_timeout"
-    )
     return Limits(
         max_upload_bytes=_positive_int(
             table.get("max_upload_bytes", defaults.max_upload_bytes), "limits.max_upload_bytes"
         ),
         max_pixels=_positive_int(table.get("max_pixels", defaults.max_pixels), "limits.max_pixels"),
-        ranker_timeout=ranker_timeout,
-        max_upload_wait=_positive(
-            table.get("max_upload_wait", ranker_timeout / 2), "limits.max_upload_wait"
-        ),
+        ranker_timeout=table.get("ranker_timeout", defaults.ranker_timeout),
+        max_upload_wait=table.get("max_upload_wait"),
         max_page=_positive_int(table.get("max_page", defaults.max_page), "limits.max_page"),
         batch_size=_positive_int(table.get("batch_size", defaults.batch_size), "limits.batch_size"),
         batch_wait_ms=_non_negative(

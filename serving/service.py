@@ -480,7 +480,7 @@ class SearchService:
             RankersFailedError: Every ranker failed.
             JournalError: The events could not be logged (nothing is shown then).
             OverloadedError: The uploads in flight would keep this one waiting for its
-                embeddings longer than `limits.max_upload_wait` (nothing is done or logged).
+                embeddings longer than `limits.upload_wait` (nothing is done or logged).
         """
         limits = self.config.limits
         given = (corpus_id is not None) + (query_id is not None) + (upload is not None)
@@ -500,10 +500,10 @@ class SearchService:
             )
         self._engine()  # a closed service says so before an upload is weighed
         wait = self.upload_wait()
-        if wait > limits.max_upload_wait:
+        if wait > limits.upload_wait:
             raise OverloadedError(
                 f"too busy: this upload would wait about {wait:.1f} s for its embeddings, over "
-                f"the limit of {limits.max_upload_wait:g} s; try again shortly",
+                f"the limit of {limits.upload_wait:g} s; try again shortly",
                 # Within one ranker timeout every upload now in flight is answered or dropped.
                 retry_after=max(1, math.ceil(min(wait, limits.ranker_timeout))),
             )

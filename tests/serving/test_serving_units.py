@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -299,9 +300,9 @@ def test_the_upload_wait_defaults_to_half_the_ranker_timeout(
     tmp_path: Path, corpus_dir: Path
 ) -> None:
     data = config_data(tmp_path, corpus_dir, limits={"ranker_timeout": 0.5})
-    assert parse_config(data).limits.max_upload_wait == 0.25
+    assert parse_config(data).limits.upload_wait == 0.25
     data["limits"]["max_upload_wait"] = 0.5
-    assert parse_config(data).limits.max_upload_wait == 0.5
+    assert parse_config(data).limits.upload_wait == 0.5
 
 
 def test_the_environment_token_wins(
@@ -418,5 +419,12 @@ def test_a_search_page_encodes_as_its_search_out() -> None:
 
 def test_limits_built_in_python_are_checked_like_a_file() -> None:
     with pytest.raises(ConfigError, match="must not exceed"):
-        Limits(ranker_timeout=0.5)
-    assert Limits(ranker_timeout=0.5, max_upload_wait=0.5).max_upload_wait == 0.5
+        Limits(ranker_timeout=0.5, max_upload_wait=0.6)
+    assert Limits(ranker_timeout=0.5, max_upload_wait=0.5).upload_wait == 0.5
+    assert Limits(ranker_timeout=0.5).upload_wait == 0.25  # left out: half, as in a file
+    assert Limits().upload_wait == 1.0
+    for bad in (-1.0, 0.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match=r"limits\.max_upload_wait"):
+            Limits(max_upload_wait=bad)
+        with pytest.raises(ConfigError, match=r"limits\.ranker_timeout"):
+            Limits(ranker_timeout=bad)
