@@ -504,7 +504,8 @@ class SearchService:
             raise OverloadedError(
                 f"too busy: this upload would wait about {wait:.1f} s for its embeddings, over "
                 f"the limit of {limits.upload_wait:g} s; try again shortly",
-                # Within one ranker timeout every upload now in flight is answered or dropped.
+                # Within one ranker timeout every upload now in flight is answered or given up
+                # on (a model call that outlives it still holds its worker: hence an estimate).
                 retry_after=max(1, math.ceil(min(wait, limits.ranker_timeout))),
             )
         self._uploads += 1
