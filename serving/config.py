@@ -445,8 +445,10 @@ def _limits(table: Mapping[str, Any]) -> Limits:
             table.get("max_upload_bytes", defaults.max_upload_bytes), "limits.max_upload_bytes"
         ),
         max_pixels=_positive_int(table.get("max_pixels", defaults.max_pixels), "limits.max_pixels"),
-        ranker_timeout=table.get("ranker_timeout", defaults.ranker_timeout),
-        max_upload_wait=table.get("max_upload_wait"),
+        ranker_timeout=_positive(
+            table.get("ranker_timeout", defaults.ranker_timeout), "limits.ranker_timeout"
+        ),
+        max_upload_wait=_optional_positive(table.get("max_upload_wait"), "limits.max_upload_wait"),
         max_page=_positive_int(table.get("max_page", defaults.max_page), "limits.max_page"),
         batch_size=_positive_int(table.get("batch_size", defaults.batch_size), "limits.batch_size"),
         batch_wait_ms=_non_negative(
@@ -605,6 +607,10 @@ def _positive(value: object, where: str) -> float:
     if number <= 0:
         raise ConfigError(f"{where} must be positive, got {value!r}")
     return number
+
+
+def _optional_positive(value: object, where: str) -> float | None:
+    return None if value is None else _positive(value, where)
 
 
 def _non_negative(value: object, where: str) -> float:
