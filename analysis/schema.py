@@ -57,6 +57,7 @@ __all__ = [
     "ASSIGNMENT_SCHEMA",
     "CLICK_SCHEMA",
     "IMPRESSION_SCHEMA",
+    "JOURNAL_SEGMENTS",
     "QRELS_SCHEMA",
     "SCHEMAS",
     "Assignment",
