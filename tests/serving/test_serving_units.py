@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -190,6 +191,14 @@ class FakeClock:
         return self.now
 
 
+async def _result_or_error(batcher: MicroBatcher[Any, Any], item: object) -> object:
+    """The batcher's result for `item`, or the ValueError the model raised."""
+    try:
+        return await batcher.submit(item)
+    except ValueError as error:
+        return error
+
+
 def test_batcher_times_failing_calls_caps_each_item_and_decays_while_idle() -> None:
     clock = FakeClock()
     running: list[float] = []
@@ -201,23 +210,17 @@ def test_batcher_times_failing_calls_caps_each_item_and_decays_while_idle() -> N
             raise ValueError("odd")
         return list(items)
 
-    async def submit(item: int) -> object:
-        try:
-            return await batcher.submit(item)
-        except ValueError as error:
-            return error
-
     with ThreadPoolExecutor(1) as pool:
         batcher: MicroBatcher[int, int] = MicroBatcher(
             model, executor=pool, max_wait=0.0, max_item_seconds=2.0, clock=clock
         )
-        assert isinstance(asyncio.run(submit(1)), ValueError)
+        assert isinstance(asyncio.run(_result_or_error(batcher, 1)), ValueError)
         assert batcher.item_seconds == 1.0  # the failing call was timed
         clock.now += IDLE_HALF_LIFE
         assert batcher.item_seconds == 0.5  # halved after one half-life idle
         clock.now += IDLE_HALF_LIFE
         assert batcher.item_seconds == 0.25
-        assert asyncio.run(submit(8)) == 8  # 8 s, counted as the 2 s cap
+        assert asyncio.run(_result_or_error(batcher, 8)) == 8  # 8 s, counted as the 2 s cap
         assert running == [0.0, 0.25]
         assert batcher.item_seconds == pytest.approx(0.25 + 0.2 * (2.0 - 0.25))
 
@@ -234,24 +237,20 @@ def test_batcher_decays_toward_the_fastest_call_not_to_nothing() -> None:
             raise ValueError("negative")
         return list(items)
 
-    async def submit(item: float) -> object:
-        try:
-            return await batcher.submit(item)
-        except ValueError as error:
-            return error
-
     with ThreadPoolExecutor(1) as pool:
         batcher: MicroBatcher[float, float] = MicroBatcher(
             model, executor=pool, max_wait=0.0, max_item_seconds=2.0, clock=clock
         )
-        assert asyncio.run(submit(0.5)) == 0.5
-        assert isinstance(asyncio.run(submit(-3.0)), ValueError)  # 3 s, counted as 2
+        assert asyncio.run(_result_or_error(batcher, 0.5)) == 0.5
+        failed = asyncio.run(_result_or_error(batcher, -3.0))  # 3 s, counted as 2
+        assert isinstance(failed, ValueError)
         assert batcher.item_seconds == pytest.approx(0.5 + 0.2 * 1.5)
         clock.now += IDLE_HALF_LIFE
         assert batcher.item_seconds == pytest.approx(0.5 + 0.1 * 1.5)  # the excess halved
         clock.now += 1e6  # far past exp2's underflow
         assert batcher.item_seconds == 0.5
-        assert asyncio.run(submit(0.25)) == 0.25  # a moving average still, not a restart
+        assert asyncio.run(_result_or_error(batcher, 0.25)) == 0.25
+        # A moving average still, not a restart:
         assert batcher.item_seconds == pytest.approx(0.5 + 0.2 * (0.25 - 0.5))
         clock.now += 1e6
         assert batcher.item_seconds == 0.25  # the new fastest
