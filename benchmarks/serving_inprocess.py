@@ -6,7 +6,9 @@ POST /search returns the same JSON are driven through ASGI directly, on uvloop: 
 `--concurrency` tasks sends its next search (a corpus id, for one of 5,000 units) when the
 last is answered. One unmeasured pass over every corpus id fills the ranking cache first, so
 this is the searched-before case; each point is then repeated with every search a new
-unit's (its assignment logged, its page drafted anew). CPU seconds per request are the
+unit's (its assignment logged, its page drafted anew), and on an app whose journal is never
+fsynced (``log.fsync = false``, a setting for benchmarks): what waiting for each fsync costs
+the loop's CPU besides the wait. CPU seconds per request are the
 process's, all threads. Last, memory: the bytes a server keeps per new unit for good (its
 assignment and its live figures), measured with tracemalloc on a second app whose bounded
 caches are kept small, beside the size of the unit's id itself.
@@ -129,6 +131,21 @@ async def _main(requests: int, concurrencies: Sequence[int], work: Path) -> None
             f"concurrency {concurrency:>3}: the app {ours:6.1f} us ({new:6.1f} us for new units), "
             f"the bare Litestar handler {reference:5.1f} us ({ours / reference:.1f}x, "
             f"{new / reference:.1f}x)"
+        )
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+
+    # The same with the journal's records written but never fsynced (`log.fsync = false`):
+    # what the wait for each fsync costs the loop, besides the time it waits.
+    config = default_config().with_overrides(log_dir=work / "logs-unsynced")
+    app = create_app(replace(config, log=replace(config.log, fsync=False)))
+    inbox, life = await _lifespan(app)
+    await _drive(app, bodies, len(bodies), 64)
+    for concurrency in concurrencies:
+        unsynced = await _drive(app, bodies, requests, concurrency)
+        print(
+            f"concurrency {concurrency:>3}, records never fsynced: the app {unsynced:6.1f} us "
+            "(searched before)"
         )
     await inbox.put({"type": "lifespan.shutdown"})
     await life
