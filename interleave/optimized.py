@@ -206,6 +206,8 @@ class Optimized(Method):
     def __post_init__(self) -> None:
         if self.credit_rule not in ("inverse", "linear"):
             raise ValueError(f"credit_rule must be 'inverse' or 'linear', got {self.credit_rule!r}")
+        if isinstance(self.max_pages, bool) or not isinstance(self.max_pages, int):
+            raise ValueError(f"max_pages must be an integer, got {self.max_pages!r}")
         if self.max_pages < 1:
             raise ValueError(f"max_pages must be positive, got {self.max_pages}")
 

@@ -44,6 +44,10 @@ __all__ = ["Probabilistic", "posterior_a"]
 _EPS = 1e-12
 
 
+_MAX_TAU = 50.0
+"""The largest tau: rank 10^6 ** tau still fits a float (a larger tau overflowed on a page)."""
+
+
 def _weights(lst: Sequence[Hashable], tau: float) -> dict[Hashable, float]:
     return {d: 1.0 / (i + 1) ** tau for i, d in enumerate(lst)}
 
@@ -57,9 +61,15 @@ def posterior_a(
     out = []
     for d in docs:
         xa, xb = wa.get(d, 0.0), wb.get(d, 0.0)
-        pa = xa / rest_a if rest_a > _EPS else 0.0
-        pb = xb / rest_b if rest_b > _EPS else 0.0
-        out.append(pa / (pa + pb))
+        if not xb:  # only A could have placed it
+            out.append(1.0)
+        elif not xa:
+            out.append(0.0)
+        else:
+            # The remaining mass includes d's own weight; subtracting can leave it a rounding
+            # error below that (or below zero) once only tiny weights are left.
+            pa, pb = xa / max(rest_a, xa), xb / max(rest_b, xb)
+            out.append(pa / (pa + pb))
         rest_a -= xa
         rest_b -= xb
     return out
@@ -92,8 +102,10 @@ class Probabilistic(Method):
     tau: float = 3.0
 
     def __post_init__(self) -> None:
-        if not self.tau > 0:
-            raise ValueError(f"tau must be positive, got {self.tau}")
+        if isinstance(self.tau, bool) or not isinstance(self.tau, int | float):
+            raise ValueError(f"tau must be a number, got {self.tau!r}")
+        if not 0 < self.tau <= _MAX_TAU:
+            raise ValueError(f"tau must lie in (0, {_MAX_TAU:g}], got {self.tau}")
 
     def options(self) -> dict[str, Any]:
         return {"tau": self.tau}
@@ -150,7 +162,7 @@ class Probabilistic(Method):
         for d in page.docs:
             xs = (wa.get(d, 0.0), wb.get(d, 0.0))
             live = [t for t in (0, 1) if left[t] > 0]
-            prob *= sum(xs[t] / rest[t] for t in live) / len(live)
+            prob *= sum(xs[t] / max(rest[t], xs[t]) for t in live if xs[t]) / len(live)
             for t in (0, 1):
                 if xs[t] > 0:
                     rest[t] -= xs[t]

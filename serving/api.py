@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# "(?!\n)$": Python's "$" (msgspec searches with `re`) also matches before a final newline.
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?!\n)$")]
 Weight = Annotated[float, msgspec.Meta(gt=0, le=1e9)]
 
 

@@ -24,15 +24,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final, TypeVar, cast
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, patch, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie, UploadFile
+from litestar.datastructures import Cookie, FormMultiDict, UploadFile
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import (
+    ClientException,
     HTTPException,
     MethodNotAllowedException,
     NotAuthorizedException,
@@ -104,15 +105,15 @@ UNIT_COOKIE: Final = "braid_unit"
 UNIT_HEADER: Final = "X-Unit-Id"
 """The header a client may use to name its unit id."""
 
-_UNIT_ID: Final = re.compile(r"^[\x21-\x7e]{1,128}$")
+_UNIT_ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # fullmatch: "$" would pass a final "\n"
 _ONE_YEAR: Final = 365 * 24 * 3600
-_COOKIE_SAFE: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~:]+$")
+_COOKIE_SAFE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
 _MULTIPART_SLACK: Final = 64 * 1024
+_FIELD_MAX: Final = 128  # characters of a form's text field (ids and the page number)
 _JSON_MAX_BYTES: Final = 64 * 1024  # a JSON search is a few ids: anything larger is refused
-_STATIC: Final = {
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-}
+_STATIC: Final = {"app.js": "text/javascript", "style.css": "text/css"}
+"""Media types without their charset: Litestar adds "; charset=utf-8" to every text/ type."""
+_METRICS_MEDIA: Final = CONTENT_TYPE.removesuffix("; charset=utf-8")
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -144,11 +145,19 @@ def _error_response(request: Request[Any, Any, Any], error: Exception) -> Respon
     else:
         detail = str(error)
     service: SearchService = request.app.state.service
-    service.metrics.refused.labels(type(error).__name__).inc()
+    reason = error.reason if isinstance(error, ExperimentError) else None
+    service.metrics.refused.labels(reason or type(error).__name__).inc()
     headers = (
         {"Retry-After": str(error.retry_after)} if isinstance(error, UnavailableError) else None
     )
     return Response({"status_code": status, "detail": detail}, status_code=status, headers=headers)
+
+
+def _unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """Any other exception: logged with its traceback (Litestar's own handler logs nothing
+    here, as the app sets no logging config), answered with a bare 500."""
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return Response({"status_code": 500, "detail": "internal server error"}, status_code=500)
 
 
 # -- request plumbing -----------------------------------------------------------------------
@@ -168,7 +177,10 @@ def _admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHan
             "the admin endpoints are disabled: set BRAID_ADMIN_TOKEN (or server.admin_token)"
         )
     scheme, _, given = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+    # Compared as bytes: compare_digest refuses str with characters beyond ASCII.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
         raise NotAuthorizedException("a valid 'Authorization: Bearer <token>' header is required")
 
 
@@ -183,7 +195,7 @@ def _unit_id(scope: Scope, receive: Receive, field_value: str | None) -> tuple[s
         value = connection.headers.get(UNIT_HEADER) or connection.cookies.get(UNIT_COOKIE)
     if not value:
         return uuid.uuid4().hex, True
-    if not _UNIT_ID.match(value):
+    if not _UNIT_ID.fullmatch(value):
         raise InvalidRequestError("unit id must be 1-128 printable ASCII characters without spaces")
     return value, False
 
@@ -211,33 +223,16 @@ class _SearchForm:
 async def _read_search(scope: Scope, receive: Receive, max_bytes: int) -> _SearchForm:
     media = _media_type(scope)
     if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await Request[Any, Any, Any](scope, receive).form()
-        out = _SearchForm()
-        for key in form:
-            value = form.get(key)
-            if key == "image":
-                if not isinstance(value, UploadFile):
-                    raise InvalidRequestError("field 'image' must be a file upload")
-                data = await value.read(max_bytes + 1)
-                await value.close()
-                if len(data) > max_bytes:
-                    raise UploadTooLargeError(f"upload is over the limit of {max_bytes:,} bytes")
-                out.upload = UploadedImage(data, value.content_type)
-            elif key in ("corpus_id", "query_id", "unit_id", "page"):
-                if not isinstance(value, str):
-                    raise InvalidRequestError(f"field {key!r} must be text, not a file")
-                if key == "page":
-                    out.page = _page_number(value)
-                elif value:
-                    setattr(out, key, value)
-            else:
-                out.extra.append(key)
-        if out.extra:
-            raise InvalidRequestError(
-                f"unknown fields {sorted(out.extra)}; known: image, corpus_id, query_id, "
-                "unit_id, page"
-            )
-        return out
+        try:
+            form = await Request[Any, Any, Any](scope, receive).form()
+        except (UnicodeDecodeError, LookupError) as error:  # a field's bytes or its charset
+            raise InvalidRequestError(f"a form field cannot be decoded: {error}") from None
+        try:
+            return await _search_form(form, max_bytes)
+        finally:  # every file part, whichever field refused the form
+            for _, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    await value.close()
     if media in ("application/json", ""):
         body = await _small_body(receive, _JSON_MAX_BYTES)
         try:
@@ -252,6 +247,41 @@ async def _read_search(scope: Scope, receive: Receive, max_bytes: int) -> _Searc
         detail=f"unsupported content type {media!r}: send multipart/form-data (with an "
         "'image' file) or JSON",
     )
+
+
+async def _search_form(form: FormMultiDict, max_bytes: int) -> _SearchForm:
+    """The search a form asks for (its files are closed by the caller)."""
+    out = _SearchForm()
+    seen: set[str] = set()
+    for key, value in form.multi_items():
+        if key in seen:
+            raise InvalidRequestError(f"field {key[:64]!r} is given more than once")
+        seen.add(key)
+        if key == "image":
+            if not isinstance(value, UploadFile):
+                raise InvalidRequestError("field 'image' must be a file upload")
+            data = await value.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise UploadTooLargeError(f"upload is over the limit of {max_bytes:,} bytes")
+            out.upload = UploadedImage(data, value.content_type)
+        elif key in ("corpus_id", "query_id", "unit_id", "page"):
+            if not isinstance(value, str):
+                raise InvalidRequestError(f"field {key!r} must be text, not a file")
+            if len(value) > _FIELD_MAX:  # as the JSON body's fields
+                raise InvalidRequestError(f"field {key!r} is over {_FIELD_MAX} characters long")
+            if key == "page":
+                out.page = _page_number(value)
+            elif value:
+                setattr(out, key, value)
+        else:
+            out.extra.append(key)
+    if out.extra:
+        named = ", ".join(repr(key[:64]) for key in sorted(out.extra)[:5])
+        more = f" and {len(out.extra) - 5} more" if len(out.extra) > 5 else ""
+        raise InvalidRequestError(
+            f"unknown fields {named}{more}; known: image, corpus_id, query_id, unit_id, page"
+        )
+    return out
 
 
 async def _small_body(receive: Receive, max_bytes: int) -> bytes:
@@ -446,7 +476,7 @@ def _document_search(app: Litestar) -> None:
 def _unit_cookie(unit_id: str) -> str:
     """The Set-Cookie value carrying the unit id (what Litestar's `Cookie` renders, built
     directly when the id needs no quoting: that costs a few microseconds, not tens)."""
-    if _COOKIE_SAFE.match(unit_id):
+    if _COOKIE_SAFE.fullmatch(unit_id):
         return f"{UNIT_COOKIE}={unit_id}; HttpOnly; Max-Age={_ONE_YEAR}; Path=/; SameSite=lax"
     cookie = Cookie(
         key=UNIT_COOKIE, value=unit_id, max_age=_ONE_YEAR, httponly=True, samesite="lax"
@@ -454,11 +484,37 @@ def _unit_cookie(unit_id: str) -> str:
     return cookie.to_header(header="")
 
 
+class _Request(Request[Any, Any, Any]):
+    """Litestar's request, with a 400 for a JSON body nested too deep to decode (msgspec
+    raises RecursionError, a 500 otherwise)."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise ClientException("the JSON body nests too deeply") from None
+
+
+_Body = TypeVar("_Body", bound=msgspec.Struct)
+
+
+async def _strict(request: Request[Any, Any, Any], kind: type[_Body]) -> _Body:
+    """The JSON body as `kind` under msgspec's strict rules, as `/search` reads its own: the
+    handler's `data` (which documents the body) was converted leniently ("1" for 1)."""
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)  # the body is cached
+    except msgspec.ValidationError as error:
+        raise InvalidRequestError(f"invalid body: {error}") from None
+
+
 @post("/clicks")
 async def clicks(
-    data: JSONBody[ClickIn], service: NamedDependency[SearchService]
+    request: Request[Any, Any, Any],
+    data: JSONBody[ClickIn],
+    service: NamedDependency[SearchService],
 ) -> Response[ClickOut]:
     """Log a click on a shown position (201; 200 when the click id was logged before)."""
+    data = await _strict(request, ClickIn)
     out = await service.click(
         impression_id=data.impression_id, position=data.position, click_id=data.click_id
     )
@@ -513,9 +569,12 @@ _ADMIN: Final[dict[str, Any]] = {"guards": [_admin], "security": [{"bearer": []}
 
 @post("/experiments", status_code=201, **_ADMIN)
 async def create_experiment(
-    data: JSONBody[ExperimentIn], service: NamedDependency[SearchService]
+    request: Request[Any, Any, Any],
+    data: JSONBody[ExperimentIn],
+    service: NamedDependency[SearchService],
 ) -> ExperimentOut:
     """Create an experiment (started unless `running` is false). Needs the admin token."""
+    data = await _strict(request, ExperimentIn)
     try:
         design = Design(data.design)
     except ValueError:
@@ -548,11 +607,13 @@ async def create_experiment(
 
 @patch("/experiments/{experiment_id:str}", **_ADMIN)
 async def update_experiment(
+    request: Request[Any, Any, Any],
     experiment_id: FromPath[str],
     data: JSONBody[ExperimentPatch],
     service: NamedDependency[SearchService],
 ) -> ExperimentOut:
     """Change weights (a new version with a new salt), traffic or page size. Needs the token."""
+    data = await _strict(request, ExperimentPatch)
     return service.update_experiment(
         experiment_id, weights=data.weights, traffic=data.traffic, page_size=data.page_size
     )
@@ -586,7 +647,7 @@ async def health(service: NamedDependency[SearchService]) -> Response[Health]:
 async def metrics(service: NamedDependency[SearchService]) -> Response[bytes]:
     """Prometheus metrics (text exposition format)."""
     service.health()  # refresh the journal gauges
-    return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(service.metrics.render(), media_type=_METRICS_MEDIA)
 
 
 @get("/", media_type=MediaType.HTML)
@@ -678,6 +739,7 @@ def create_app(
     handlers: ExceptionHandlersMap = {
         ExperimentError: _error_response,
         ImageError: _error_response,
+        500: _unexpected_error,  # every exception no other handler takes, but HTTP ones
     }
     app = Litestar(
         route_handlers=[
@@ -698,6 +760,7 @@ def create_app(
         ],
         dependencies={"service": Provide(_service, sync_to_thread=False)},
         exception_handlers=handlers,
+        request_class=_Request,
         on_startup=[service.open],
         on_shutdown=[service.close, partial(_close_pools, pools)],
         middleware=[DefineMiddleware(_metrics_middleware, metrics=service.metrics)],

@@ -79,7 +79,7 @@ __all__ = [
 ADMIN_TOKEN_ENV: Final = "BRAID_ADMIN_TOKEN"
 """The environment variable holding the bearer token of the admin endpoints."""
 
-_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" passes a final "\n"
 RankerKind = Literal["embedding", "static"]
 
 
@@ -356,7 +356,7 @@ def check_experiment(experiment: ExperimentConfig, rankers: Collection[str]) -> 
         ConfigError: It names an unknown ranker or method, or its shape is wrong.
     """
     where = f"experiment {experiment.id!r}"
-    if not _ID.match(experiment.id):
+    if not _ID.fullmatch(experiment.id):
         raise ConfigError(
             f"{where}: id must be 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
@@ -395,6 +395,17 @@ def check_experiment(experiment: ExperimentConfig, rankers: Collection[str]) -> 
             f"{where}: method {experiment.method!r} interleaves exactly {method.n_rankers} "
             f"rankers, got {len(experiment.rankers)}"
         )
+    # Options a method accepts may still fail on its first page: draft and credit one now,
+    # over lists that overlap and run deeper than a page, rather than fail every search.
+    lists = [
+        [f"trial-{(r + i) % (3 * experiment.page_size)}" for i in range(2 * experiment.page_size)]
+        for r in range(len(experiment.rankers))
+    ]
+    try:
+        page = method.interleave_seeded(lists, k=2 * experiment.page_size, seed=1)
+        method.credit(page, range(0, len(page.docs), 2))
+    except (ArithmeticError, TypeError, ValueError, interleave.InterleaveError) as error:
+        raise ConfigError(f"{where}: its method fails on a trial page: {error}") from None
 
 
 def _check_layers(experiments: Sequence[ExperimentConfig]) -> None:
@@ -471,7 +482,7 @@ def _limits(table: Mapping[str, Any]) -> Limits:
 
 def _ranker(name: str, table: Mapping[str, Any]) -> RankerConfig:
     where = f"rankers.{name}"
-    if not _ID.match(name):
+    if not _ID.fullmatch(name):
         raise ConfigError(f"{where}: a ranker name must be letters, digits, '.', '_' or '-'")
     kind = table.get("kind", "embedding")
     if kind == "embedding":

@@ -43,7 +43,13 @@ __all__ = [
 
 
 class ExperimentError(Exception):
-    """Base of every error `serving` raises on purpose."""
+    """Base of every error `serving` raises on purpose.
+
+    Attributes:
+        reason: What the app counts it as in `braid_refused` (None: its class name).
+    """
+
+    reason: str | None = None
 
 
 class ConfigError(ExperimentError, ValueError):

@@ -77,6 +77,7 @@ from serving.config import Config, ExperimentConfig
 from serving.engine import Engine, ExperimentState, Route
 from serving.errors import (
     ConflictError,
+    ExperimentError,
     InvalidRequestError,
     JournalError,
     OverloadedError,
@@ -900,21 +901,26 @@ class SearchService:
         """
         shown = self._impressions.get(impression_id)
         if shown is None:
-            self.metrics.refused.labels("unknown_impression").inc()
-            raise UnknownImpressionError(f"no impression {impression_id!r} was shown")
+            error: ExperimentError = UnknownImpressionError(
+                f"no impression {impression_id!r} was shown"
+            )
+            error.reason = "unknown_impression"  # counted by the app, as every refusal
+            raise error
         record = shown.record
         if not 0 <= position < len(record.doc_ids):
-            self.metrics.refused.labels("position_not_shown").inc()
-            raise InvalidRequestError(
+            error = InvalidRequestError(
                 f"position {position} was not shown: impression {impression_id!r} showed "
                 f"positions 0..{len(record.doc_ids) - 1}"
             )
+            error.reason = "position_not_shown"
+            raise error
         doc_id = record.doc_ids[position]
         earlier = self._clicks.get(click_id)
         if earlier is not None:
             if earlier[:2] != (impression_id, position):
-                self.metrics.refused.labels("click_id_reused").inc()
-                raise ConflictError(f"click id {click_id!r} was already used for another click")
+                error = ConflictError(f"click id {click_id!r} was already used for another click")
+                error.reason = "click_id_reused"
+                raise error
             if earlier[2] is not None:
                 await asyncio.shield(earlier[2])  # acknowledged only once durable
             return ClickOut(click_id, impression_id, position, doc_id, duplicate=True)

@@ -93,5 +93,11 @@ def test_registry() -> None:
         interleave.get("team_draft", colour="red")
     with pytest.raises(ValueError, match="tau"):
         interleave.get("probabilistic", tau=0)
+    with pytest.raises(ValueError, match=r"tau must lie in \(0, 50\]"):
+        interleave.get("probabilistic", tau=1e308)  # accepted once, then overflowed on a page
+    with pytest.raises(ValueError, match="tau must be a number"):
+        interleave.get("probabilistic", tau="3")
+    with pytest.raises(ValueError, match="max_pages must be an integer"):
+        interleave.get("optimized", max_pages=1.5)
     with pytest.raises(ValueError, match="credit_rule"):
         interleave.get("optimized", credit_rule="cubic")

@@ -48,6 +48,32 @@ def test_marginalised_credit_equals_brute_force(seed: int) -> None:
     assert got.scores[0] == pytest.approx(sum(q[c] for c in clicks))
 
 
+@pytest.mark.parametrize(("seed", "tau"), [(0, 0.5), (1, 10.0), (2, 10.0)])
+def test_marginalised_credit_equals_brute_force_at_other_taus(seed: int, tau: float) -> None:
+    rng = np.random.default_rng(seed)
+    method = interleave.get("probabilistic", tau=tau)
+    page = method.interleave([list(rng.permutation(9)), list(rng.permutation(9))], k=7, rng=rng)
+    clicks = [0, 2, 5]
+    assert method.credit(page, clicks).outcome == pytest.approx(
+        brute_force_outcome(page, clicks, tau), abs=1e-9
+    )
+
+
+def test_the_largest_tau_drafts_and_credits_deep_pages() -> None:
+    # At tau = 50 everything below rank 1 weighs under 1e-15: the mass left in a list after
+    # its first document is a rounding error, which once made the posterior 0 / 0.
+    method = interleave.get("probabilistic", tau=50)
+    a = [f"a{i}" for i in range(40)]
+    b = [f"b{i}" for i in range(40)]
+    for seed in range(5):
+        page = method.interleave([a, b], k=30, rng=np.random.default_rng(seed))
+        q = posterior_a(a, b, page.docs, 50.0)
+        assert q == [1.0 if d in a else 0.0 for d in page.docs]  # each list's own documents
+        credit = method.credit(page, range(0, 30, 3))
+        assert -1.0 <= credit.outcome <= 1.0
+        assert 0.0 <= method.page_probability(page) <= 1.0
+
+
 def test_credit_at_twenty_positions_uses_no_enumeration() -> None:
     # 2^20 assignments would take seconds; the dynamic programme is instant and exact:
     # with every page document in only one list, the team of each position is certain.

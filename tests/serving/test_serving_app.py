@@ -59,6 +59,16 @@ def journal_records(logdir: Path) -> list[object]:
 # -- search ---------------------------------------------------------------------------------
 
 
+def test_many_unknown_form_fields_are_named_briefly(client: TestClient[Litestar]) -> None:
+    fields = {f"field-{i:04d}": "1" for i in range(300)}
+    response = client.post("/search", data={"corpus_id": IDS[0], **fields})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "'field-0000'" in detail
+    assert "and 295 more" in detail
+    assert len(detail) < 300
+
+
 def test_search_by_corpus_id_returns_a_blind_page(client: TestClient[Litestar]) -> None:
     response = client.post("/search", json={"corpus_id": IDS[0], "unit_id": "u-1"})
     assert response.status_code == 200
@@ -305,6 +315,10 @@ def test_clicks_are_logged_once_and_refused_clearly(client: TestClient[Litestar]
     metrics = client.get("/metrics").text
     assert 'braid_refused_total{reason="unknown_impression"} 1.0' in metrics
     assert 'braid_refused_total{reason="position_not_shown"} 1.0' in metrics
+    assert 'braid_refused_total{reason="click_id_reused"} 1.0' in metrics
+    # Each refusal counted once, by its reason, not a second time by its class.
+    assert "UnknownImpressionError" not in metrics
+    assert "ConflictError" not in metrics
     records = journal_records(Path(client.app.state.service.logdir))
     assert sum(type(r).__name__ == "Click" for r in records) == 1
 
@@ -353,6 +367,59 @@ def test_experiment_admin_needs_the_token(client: TestClient[Litestar]) -> None:
     assert client.post("/experiments/x3/start", headers=AUTH).status_code == 404
     started = client.post("/experiments/x2/start", headers=AUTH)
     assert started.json()["running"] is True
+
+
+def test_bodies_are_read_strictly_and_deep_nesting_is_400(client: TestClient[Litestar]) -> None:
+    impression = search(client, corpus_id=IDS[0], unit_id="u-strict")["impression_id"]
+    click = {"impression_id": impression, "position": "1", "click_id": "k-strict"}
+    lenient = client.post("/clicks", json=click)
+    assert lenient.status_code == 400, lenient.text  # "1" is no position, as in /search
+    assert "Expected `int`, got `str`" in lenient.json()["detail"]
+    new = {"id": "x9", "rankers": ["a", "c"], "layer": "l9", "traffic": "0.5"}
+    assert client.post("/experiments", json=new, headers=AUTH).status_code == 400
+    patched = client.patch("/experiments/ab-interleaved", json={"page_size": "7"}, headers=AUTH)
+    assert patched.status_code == 400
+    deep = b'{"impression_id": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for path, headers in (("/clicks", {}), ("/experiments", AUTH)):
+        response = client.post(
+            path, content=deep, headers={**headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert "nests too deeply" in response.json()["detail"]
+    records = journal_records(Path(client.app.state.service.logdir))
+    assert sum(type(r).__name__ == "Click" for r in records) == 0
+
+
+def test_an_unexpected_error_is_a_logged_500(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app.state.service, "click", broken)
+    with caplog.at_level("ERROR", logger="serving.app"):
+        response = client.post(
+            "/clicks", json={"impression_id": "i", "position": 0, "click_id": "k"}
+        )
+    assert response.status_code == 500
+    assert response.json() == {"status_code": 500, "detail": "internal server error"}
+    assert "unexpected error on POST /clicks" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text  # with its traceback
+
+
+def test_a_bearer_token_beyond_ascii_is_401(client: TestClient[Litestar]) -> None:
+    headers = {"Authorization": "Bearer \u00e9\u00e9".encode()}  # raw bytes on the wire
+    response = client.post("/experiments/ab-interleaved/stop", headers=headers)
+    assert response.status_code == 401
+
+
+def test_text_answers_carry_one_charset(client: TestClient[Litestar]) -> None:
+    for path in ("/metrics", "/static/app.js", "/static/style.css"):
+        media = client.get(path).headers["content-type"]
+        assert media.count("charset=") == 1, (path, media)
+    assert client.get("/metrics").headers["content-type"] == (
+        "text/plain; version=1.0.0; charset=utf-8"
+    )
 
 
 def test_admin_is_disabled_without_a_token(make_client: ClientFactory) -> None:
@@ -405,6 +472,23 @@ def test_bad_experiment_definitions_are_400(client: TestClient[Litestar]) -> Non
         {"id": "z", "rankers": ["a", "b"], "design": "sideways", "layer": "l2"},
         {"id": "bad id", "rankers": ["a", "b"], "layer": "l2"},
         {"id": "z", "rankers": ["a"], "layer": "l2"},
+        {"id": "z\n", "rankers": ["a", "b"], "layer": "l2"},
+        {"id": "z", "rankers": ["a", "b"], "layer": "l2\n"},
+        # Options a method accepted once, then failed on every search with a 500.
+        {
+            "id": "z",
+            "rankers": ["a", "b"],
+            "method": "probabilistic",
+            "options": {"tau": 1e308},
+            "layer": "l2",
+        },
+        {
+            "id": "z",
+            "rankers": ["a", "b"],
+            "method": "optimized",
+            "options": {"max_pages": 1.5},
+            "layer": "l2",
+        },
     ]
     for data in bad:
         response = client.post("/experiments", json=data, headers=AUTH)
@@ -510,6 +594,39 @@ def test_oversized_uploads_are_413(make_client: ClientFactory) -> None:
         ({"data": {"corpus_id": IDS[0], "page": "two"}}, 400, "integer"),
         ({"data": {"image": "not a file"}}, 400, "file upload"),
         ({"data": {"corpus_id": IDS[0], "extra": "1"}}, 400, "unknown fields"),
+        ({"data": {"corpus_id": "x" * 129}}, 400, "over 128 characters"),
+        # "$" matches before a final newline: the id would reach the Set-Cookie header.
+        ({"json": {"corpus_id": IDS[0], "unit_id": "u-1\n"}}, 400, "unit id"),
+        ({"data": {"corpus_id": IDS[0], "unit_id": "u-1\n"}}, 400, "unit id"),
+        ({"headers": {UNIT_HEADER: "u-1\n"}, "json": {"corpus_id": IDS[0]}}, 400, "unit id"),
+        (
+            {
+                "content": b'--b\r\nContent-Disposition: form-data; name="corpus_id"\r\n\r\n'
+                b"\xff\xfe\r\n--b--\r\n",
+                "headers": {"content-type": "multipart/form-data; boundary=b"},
+            },
+            400,
+            "cannot be decoded",
+        ),
+        (
+            {
+                "content": b'--b\r\nContent-Disposition: form-data; name="corpus_id"\r\n'
+                b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nx\r\n--b--\r\n",
+                "headers": {"content-type": "multipart/form-data; boundary=b"},
+            },
+            400,
+            "cannot be decoded",
+        ),
+        (
+            {
+                "files": [
+                    ("image", ("a.png", png_bytes(size=16), "image/png")),
+                    ("image", ("b.png", png_bytes(size=16), "image/png")),
+                ]
+            },
+            400,
+            "more than once",
+        ),
     ],
 )
 def test_bad_searches(
