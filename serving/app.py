@@ -109,6 +109,7 @@ _UNIT_ID: Final = re.compile(r"[\x21-\x7e]{1,128}")  # fullmatch: "$" would pass
 _ONE_YEAR: Final = 365 * 24 * 3600
 _COOKIE_SAFE: Final = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
 _MULTIPART_SLACK: Final = 64 * 1024
+_FORM_PARTS: Final = 16  # a search form has five fields at most
 _FIELD_MAX: Final = 128  # characters of a form's text field (ids and the page number)
 _JSON_MAX_BYTES: Final = 64 * 1024  # a JSON search is a few ids: anything larger is refused
 _STATIC: Final = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -227,6 +228,12 @@ async def _read_search(scope: Scope, receive: Receive, max_bytes: int) -> _Searc
             form = await Request[Any, Any, Any](scope, receive).form()
         except (UnicodeDecodeError, LookupError) as error:  # a field's bytes or its charset
             raise InvalidRequestError(f"a form field cannot be decoded: {error}") from None
+        except ClientException as error:
+            if error.detail != "Request Entity Too Large":  # Litestar's word for too many parts
+                raise
+            raise UploadTooLargeError(
+                f"a search form has at most {_FORM_PARTS} parts (fields and files)"
+            ) from None
         try:
             return await _search_form(form, max_bytes)
         finally:  # every file part, whichever field refused the form
@@ -761,6 +768,7 @@ def create_app(
         dependencies={"service": Provide(_service, sync_to_thread=False)},
         exception_handlers=handlers,
         request_class=_Request,
+        multipart_form_part_limit=_FORM_PARTS,
         on_startup=[service.open],
         on_shutdown=[service.close, partial(_close_pools, pools)],
         middleware=[DefineMiddleware(_metrics_middleware, metrics=service.metrics)],

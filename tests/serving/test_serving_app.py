@@ -61,12 +61,16 @@ def journal_records(logdir: Path) -> list[object]:
 
 def test_many_unknown_form_fields_are_named_briefly(client: TestClient[Litestar]) -> None:
     fields = {f"field-{i:04d}": "1" for i in range(300)}
-    response = client.post("/search", data={"corpus_id": IDS[0], **fields})
+    response = client.post("/search", data={"corpus_id": IDS[0], **fields})  # urlencoded
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert "'field-0000'" in detail
     assert "and 295 more" in detail
     assert len(detail) < 300
+    image = {"image": ("q.png", png_bytes(size=16), "image/png")}
+    parts = client.post("/search", data=fields, files=image)  # multipart: parts are limited
+    assert parts.status_code == 413, parts.text
+    assert "at most 16 parts" in parts.json()["detail"]
 
 
 def test_search_by_corpus_id_returns_a_blind_page(client: TestClient[Litestar]) -> None:
