@@ -53,15 +53,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 from litestar import Litestar, Response, post
 
+_P = ParamSpec("_P")
 CONCURRENCY = (1, 8, 64)
 _SERVER_WARMUP = 200
 """Corpus ids used to warm the server before the cold runs (and by no cold run)."""
@@ -199,26 +200,13 @@ def summary(runs: Sequence[Run]) -> dict[str, float]:
     }
 
 
-def load(
-    port: int,
-    requests: Sequence[bytes],
-    concurrency: int,
-    seconds: float,
-    counter: Iterator[int] | None = None,
-    *,
-    warmup: float = 0.5,
-    limit: int | None = None,
-) -> dict[str, float]:
-    """Closed-loop load (see `run_load`), summarised: rps, p50, p99 (ms), n and errors."""
-    return summary([run_load(port, requests, concurrency, seconds, counter, warmup, limit)])
-
-
 def run_load(
     port: int,
     requests: Sequence[bytes],
     concurrency: int,
     seconds: float,
     counter: Iterator[int] | None = None,
+    *,
     warmup: float = 0.5,
     limit: int | None = None,
 ) -> Run:
@@ -262,6 +250,18 @@ def run_load(
         seconds=max(end - start, 0.0),
         ms=np.array(served) * 1000,
     )
+
+
+def _summarised(run: Callable[_P, Run]) -> Callable[_P, dict[str, float]]:
+    def summarised(*args: _P.args, **options: _P.kwargs) -> dict[str, float]:
+        return summary([run(*args, **options)])
+
+    summarised.__doc__ = f"`{run.__name__}`, summarised (see `summary`)."
+    return summarised
+
+
+load = _summarised(run_load)
+"""Closed-loop load (`run_load`), summarised: rps, p50 and p99 (ms), n and errors."""
 
 
 def json_request(path: str, payload: dict[str, object]) -> bytes:
@@ -670,10 +670,10 @@ def _paired(
     before = _counters(port)
     for _ in range(_ROUNDS):
         bare.append(
-            run_load(bare_port, requests, concurrency, seconds / _ROUNDS, None, _ROUND_WARMUP)
+            run_load(bare_port, requests, concurrency, seconds / _ROUNDS, warmup=_ROUND_WARMUP)
         )
         ours.append(
-            run_load(port, requests, concurrency, seconds / _ROUNDS, counter, _ROUND_WARMUP)
+            run_load(port, requests, concurrency, seconds / _ROUNDS, counter, warmup=_ROUND_WARMUP)
         )
         shares.append(ours[-1].rps / bare[-1].rps if bare[-1].rps else 0.0)
     result = summary(ours) | _server_figures(before, _counters(port))
