@@ -19,10 +19,11 @@ Measured in one run, each server alone on the machine (one uvicorn worker each):
   before and after each run, give its hit rate;
 * the same over two in-memory static rankers (what serving costs without the rankers' work);
 * a bare Litestar endpoint under the same uvicorn settings returning the same JSON (the
-  ceiling of the HTTP stack). Each warm point runs in five rounds, each right after a round of
-  the bare endpoint: the share of the bare rate is the median of the five rounds' ratios, and
-  their range is printed beside it (the machine's speed moves by tens of percent from one
-  second to the next; a single pair of runs can be far off). The cold points are set against
+  ceiling of the HTTP stack). Each warm point runs in five rounds, each beside a round of
+  the bare endpoint (before it, then after, in turn): the share of the bare rate is the
+  median of the five rounds' ratios, and their range is printed beside it (the machine's
+  speed moves by tens of percent from one second to the next; a single pair of runs can be
+  far off). The cold points are set against
   the bare rounds beside the warm ones;
 * search by upload (decode, both models embed the image, micro-batched across requests);
 * the raw onnxruntime throughput of the two models on 64 x 64 images in this process, each at
@@ -69,11 +70,12 @@ _SERVER_WARMUP = 200
 _COLD_SHARES = (0.2, 0.35, 0.45)
 """The share of the other corpus ids each cold run (concurrency 1, 8, 64) may use, once each."""
 _ROUNDS = 5
-"""Rounds of each warm point, each paired with a bare one right before it (`_paired`)."""
+"""Rounds of each warm point, each paired with a bare one right next to it (`_paired`)."""
 _ROUND_WARMUP = 0.2
 """Seconds at the start of each round not counted (its connections opening)."""
-_NEWCOMERS = 160_000
-"""Searches by units never seen before, enough for the three new-unit points at any rate here."""
+_NEWCOMER_RATE = 15_000
+"""Requests per second the new-unit points are given searches for (above any rate seen here):
+each point runs `_ROUNDS` rounds of the server of seconds / `_ROUNDS` plus a warm-up each."""
 
 _STATIC_CONFIG = """
 [server]
@@ -434,7 +436,9 @@ def _measure(
         # The same ids searched by units never seen before, each request its own.
         newcomers = [
             json_request("/search", {"corpus_id": ids[i % len(ids)], "unit_id": f"new-{i}"})
-            for i in range(_NEWCOMERS)
+            for i in range(
+                int(_NEWCOMER_RATE * len(CONCURRENCY) * (seconds + _ROUNDS * _ROUND_WARMUP))
+            )
         ]
         arrivals = itertools.count()
         with process(bare, bare_port, work / "bare.log"):
@@ -659,8 +663,9 @@ def _paired(
 
     The machine's speed moves by tens of percent from one second to the next here, so one
     bare run and one of the server, each a few seconds long, can be far apart in their ratio.
-    Taken in turn, each round of the server is paired with a bare round right before it: the
-    share is the median of the rounds' ratios (`share`), and their range (`share_low`,
+    Taken in turn, each round of the server is paired with a bare round right next to it (the
+    bare one first in even rounds, last in odd ones, so a steady drift does not favour either):
+    the share is the median of the rounds' ratios (`share`), and their range (`share_low`,
     `share_high`) shows the noise. The bare endpoint ignores the request bodies; the server's
     come from `counter` when given (each sent once), as in `load`.
     """
@@ -668,13 +673,25 @@ def _paired(
     ours: list[Run] = []
     shares: list[float] = []
     before = _counters(port)
-    for _ in range(_ROUNDS):
-        bare.append(
-            run_load(bare_port, requests, concurrency, seconds / _ROUNDS, warmup=_ROUND_WARMUP)
-        )
-        ours.append(
-            run_load(port, requests, concurrency, seconds / _ROUNDS, counter, warmup=_ROUND_WARMUP)
-        )
+    for n in range(_ROUNDS):
+        for side in ("bare", "ours") if n % 2 == 0 else ("ours", "bare"):
+            if side == "bare":
+                bare.append(
+                    run_load(
+                        bare_port, requests, concurrency, seconds / _ROUNDS, warmup=_ROUND_WARMUP
+                    )
+                )
+            else:
+                ours.append(
+                    run_load(
+                        port,
+                        requests,
+                        concurrency,
+                        seconds / _ROUNDS,
+                        counter,
+                        warmup=_ROUND_WARMUP,
+                    )
+                )
         shares.append(ours[-1].rps / bare[-1].rps if bare[-1].rps else 0.0)
     result = summary(ours) | _server_figures(before, _counters(port))
     result |= {

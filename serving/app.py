@@ -3,7 +3,8 @@
 Handlers are thin: they read the request, call the service (injected as the `service`
 dependency; the search handler, the hot path, reads it from the app state) and shape the
 answer. Every error the service raises on purpose becomes a JSON
-4xx (or 503) here, with the message as ``detail``; nothing a client sends causes a 500.
+4xx (or 503) here, with the message as ``detail``; no input is meant to cause a 500, and any
+other exception is a 500 logged with its traceback.
 
 Endpoints: ``POST /search``, ``POST /clicks``, ``GET /images/{id}``, ``GET /samples``,
 ``GET /`` (the search page), ``GET /experiments``, ``GET /experiments/{id}``, the admin
@@ -39,6 +40,7 @@ from litestar.exceptions import (
     NotAuthorizedException,
     PermissionDeniedException,
 )
+from litestar.exceptions.responses import create_exception_response
 from litestar.handlers import ASGIRouteHandler, BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
@@ -156,7 +158,11 @@ def _error_response(request: Request[Any, Any, Any], error: Exception) -> Respon
 
 def _unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """Any other exception: logged with its traceback (Litestar's own handler logs nothing
-    here, as the app sets no logging config), answered with a bare 500."""
+    here, as the app sets no logging config), answered with a bare 500. Litestar's own HTTP
+    errors of status 500 (a client gone before its body arrived) come here too: they are
+    answered as Litestar does, without a traceback."""
+    if isinstance(error, HTTPException):
+        return create_exception_response(request, error)
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return Response({"status_code": 500, "detail": "internal server error"}, status_code=500)
 
@@ -178,9 +184,10 @@ def _admin(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHan
             "the admin endpoints are disabled: set BRAID_ADMIN_TOKEN (or server.admin_token)"
         )
     scheme, _, given = connection.headers.get("authorization", "").partition(" ")
-    # Compared as bytes: compare_digest refuses str with characters beyond ASCII.
+    # Compared as bytes (compare_digest refuses str beyond ASCII): the header's own bytes
+    # (Litestar decodes headers as latin-1) against the token's UTF-8.
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
+        given.strip().encode("latin-1", "replace"), token.encode()
     ):
         raise NotAuthorizedException("a valid 'Authorization: Bearer <token>' header is required")
 
@@ -229,7 +236,9 @@ async def _read_search(scope: Scope, receive: Receive, max_bytes: int) -> _Searc
         except (UnicodeDecodeError, LookupError) as error:  # a field's bytes or its charset
             raise InvalidRequestError(f"a form field cannot be decoded: {error}") from None
         except ClientException as error:
-            if error.detail != "Request Entity Too Large":  # Litestar's word for too many parts
+            # Litestar's word for too many parts (a plain ClientException; its subclass
+            # RequestEntityTooLarge, a body over the limit, says the same and stays a 413).
+            if type(error) is not ClientException or error.detail != "Request Entity Too Large":
                 raise
             raise UploadTooLargeError(
                 f"a search form has at most {_FORM_PARTS} parts (fields and files)"
@@ -746,7 +755,7 @@ def create_app(
     handlers: ExceptionHandlersMap = {
         ExperimentError: _error_response,
         ImageError: _error_response,
-        500: _unexpected_error,  # every exception no other handler takes, but HTTP ones
+        500: _unexpected_error,  # any exception no other handler takes, and HTTP 500s
     }
     app = Litestar(
         route_handlers=[

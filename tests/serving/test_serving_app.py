@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from litestar import Litestar
+from litestar.exceptions import InternalServerException
 from litestar.testing import TestClient
 from serving_support import (
     CORPUS_SIZE,
@@ -410,11 +411,32 @@ def test_an_unexpected_error_is_a_logged_500(
     assert "unexpected error on POST /clicks" in caplog.text
     assert "RuntimeError: a bug" in caplog.text  # with its traceback
 
+    async def gone(**_: object) -> None:
+        raise InternalServerException("client disconnected prematurely")  # as Litestar does
+
+    caplog.clear()
+    monkeypatch.setattr(client.app.state.service, "click", gone)
+    with caplog.at_level("ERROR", logger="serving.app"):
+        response = client.post(
+            "/clicks", json={"impression_id": "i", "position": 0, "click_id": "k"}
+        )
+    assert response.status_code == 500
+    assert response.json()["detail"] == "Internal Server Error"  # as Litestar answers it
+    assert "unexpected error" not in caplog.text  # Litestar's own: no traceback
+
 
 def test_a_bearer_token_beyond_ascii_is_401(client: TestClient[Litestar]) -> None:
     headers = {"Authorization": "Bearer \u00e9\u00e9".encode()}  # raw bytes on the wire
     response = client.post("/experiments/ab-interleaved/stop", headers=headers)
     assert response.status_code == 401
+
+
+def test_a_token_beyond_ascii_is_compared_as_its_utf8_bytes(make_client: ClientFactory) -> None:
+    client = make_client(token="cl\u00e9-secr\u00e8te")
+    right = {"Authorization": "Bearer cl\u00e9-secr\u00e8te".encode()}
+    assert client.post("/experiments/ab-interleaved/stop", headers=right).status_code == 200
+    wrong = {"Authorization": "Bearer cl\u00e9-secr\u00e8tf".encode()}
+    assert client.post("/experiments/ab-interleaved/start", headers=wrong).status_code == 401
 
 
 def test_text_answers_carry_one_charset(client: TestClient[Litestar]) -> None:
@@ -579,6 +601,7 @@ def test_oversized_uploads_are_413(make_client: ClientFactory) -> None:
     huge = b"\0" * 200_000  # over the whole-body limit: refused while it streams in
     response = client.post("/search", files={"image": ("x.png", huge, "image/png")})
     assert response.status_code == 413
+    assert response.json()["detail"] == "Request Entity Too Large"  # not about a form's parts
 
 
 @pytest.mark.parametrize(
