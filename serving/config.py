@@ -395,14 +395,12 @@ def check_experiment(experiment: ExperimentConfig, rankers: Collection[str]) -> 
             f"{where}: method {experiment.method!r} interleaves exactly {method.n_rankers} "
             f"rankers, got {len(experiment.rankers)}"
         )
-    # Options a method accepts may still fail on its first page: draft and credit one now,
-    # over lists that overlap and run deeper than a page, rather than fail every search.
-    lists = [
-        [f"trial-{(r + i) % (3 * experiment.page_size)}" for i in range(2 * experiment.page_size)]
-        for r in range(len(experiment.rankers))
-    ]
+    # Options a method accepts may still fail on its first page: draft and credit a small one
+    # now (over lists that overlap), rather than fail every search. Small, as this runs on the
+    # server's event loop when an experiment is created live.
+    lists = [[f"trial-{(r + i) % 9}" for i in range(6)] for r in range(len(experiment.rankers))]
     try:
-        page = method.interleave_seeded(lists, k=2 * experiment.page_size, seed=1)
+        page = method.interleave_seeded(lists, k=4, seed=1)
         method.credit(page, range(0, len(page.docs), 2))
     except (ArithmeticError, TypeError, ValueError, interleave.InterleaveError) as error:
         raise ConfigError(f"{where}: its method fails on a trial page: {error}") from None
