@@ -12,22 +12,40 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _alpha(text: str) -> float:
     value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"alpha must lie in (0, 1), got {text}")
+    # Below 1e-12, 1 - alpha is too close to 1 for the quantiles the tests need.
+    if not 1e-12 <= value < 1:
+        raise argparse.ArgumentTypeError(f"alpha must lie in [1e-12, 1), got {text}")
     return value
 
 
-def _positive(text: str) -> int:
+_MAX_RESAMPLES = 1_000_000
+
+
+def _resamples(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if not 1 <= value <= _MAX_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"must lie in 1..{_MAX_RESAMPLES:,}, got {text}")
     return value
+
+
+def _out(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must name a directory")
+    return text
 
 
 def _seed(text: str) -> int:
@@ -38,7 +56,7 @@ def _seed(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m analysis",
         description="Statistics and reports over Braid experiment logs.",
     )
@@ -53,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     report.add_argument("logdir", metavar="LOGDIR", help="log directory (experiments.jsonl, ...)")
-    report.add_argument("--out", metavar="DIR", required=True, help="where to write index.html")
+    report.add_argument(
+        "--out", metavar="DIR", type=_out, required=True, help="where to write index.html"
+    )
     report.add_argument(
         "--no-plots",
         action="store_true",
@@ -64,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "--alpha", type=_alpha, default=0.05, help="significance level of every test (0.05)"
     )
     report.add_argument(
-        "--resamples", type=_positive, default=1000, help="bootstrap resamples (1000)"
+        "--resamples", type=_resamples, default=1000, help="bootstrap resamples (1000)"
     )
     return parser
 

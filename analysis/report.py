@@ -614,6 +614,8 @@ def read_truth(logdir: str | os.PathLike[str]) -> Truth | None:
         utilities = tuple(
             sorted((str(name), float(value)) for name, value in data["rankers"].items())
         )
+        if not all(math.isfinite(value) for _, value in utilities):
+            raise ValueError("every ranker's value must be a finite number")
         return Truth(str(data["metric"]), str(data.get("description", "")), utilities)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ReportError(f"{path}: not a truth file ({_one_line(exc)})") from exc
@@ -2372,24 +2374,29 @@ def run_report(
     from rich.console import Console
 
     console = Console(stderr=True)
-    try:
-        if console.is_terminal:
-            with console.status("reading the log") as status:
-                report = build_report(
-                    logdir,
-                    alpha=alpha,
-                    seed=seed,
-                    resamples=resamples,
-                    plots=plots,
-                    progress=status.update,
-                )
-                status.update("writing the HTML report")
-                path = write_html(report, out_dir)
-        else:
-            report = build_report(logdir, alpha=alpha, seed=seed, resamples=resamples, plots=plots)
-            path = write_html(report, out_dir)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report to {out_dir}: {_one_line(exc)}") from exc
-    except ValueError as exc:
-        raise ReportError(_one_line(exc)) from exc
+
+    def build(progress: Callable[[str], None] | None = None) -> Report:
+        try:
+            return build_report(
+                logdir, alpha=alpha, seed=seed, resamples=resamples, plots=plots, progress=progress
+            )
+        except OSError as exc:
+            raise ReportError(f"cannot read the log in {logdir}: {_one_line(exc)}") from exc
+        except ValueError as exc:
+            raise ReportError(_one_line(exc)) from exc
+
+    def write(report: Report) -> Path:
+        try:
+            return write_html(report, out_dir)
+        except OSError as exc:
+            raise ReportError(f"cannot write the report to {out_dir}: {_one_line(exc)}") from exc
+
+    if console.is_terminal:
+        with console.status("reading the log") as status:
+            report = build(status.update)
+            status.update("writing the HTML report")
+            path = write(report)
+    else:
+        report = build()
+        path = write(report)
     return summary(report, html_path=path)

@@ -367,8 +367,12 @@ def write_frame(logdir: str | os.PathLike[str], kind: Kind, frame: pl.DataFrame)
 def scan(logdir: str | os.PathLike[str], kind: Kind) -> pl.LazyFrame:
     """Lazily scan every Parquet part of `kind` under `logdir` (an empty frame if there is none)."""
     folder = Path(logdir) / str(kind)
-    if not any(folder.glob("part-*.parquet")):
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
         return pl.LazyFrame(schema=SCHEMAS[kind])
+    for part in parts:  # a glob scan skips an empty file without a word: its rows are lost
+        if part.stat().st_size == 0:
+            raise pl.exceptions.ComputeError(f"{part} is empty (0 bytes): not a Parquet part")
     return pl.scan_parquet(folder / "part-*.parquet", schema=SCHEMAS[kind])
 
 

@@ -4,29 +4,50 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from interleave.demo import toy_session
 from interleave.registry import get, names
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must lie in 1..10,000,000, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m interleave", description="Interleaving methods for comparing rankers."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the registered interleaving methods")
     demo = sub.add_parser("demo", help="interleave a good and a worse toy ranker")
-    demo.add_argument("--impressions", type=int, default=2_000, help="queries to simulate")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument(
+        "--impressions", type=_count, default=2_000, help="queries to simulate (1..10,000,000)"
+    )
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (>= 0)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in names():
             doc = (type(get(name)).__doc__ or "").strip().splitlines()[0]
             print(f"{name:<24} {doc}")
         return 0
-    if args.impressions <= 0:
-        print("error: --impressions must be positive", file=sys.stderr)
-        return 2
     print(f"Toy session: {args.impressions} queries, ranker 0 is better than ranker 1.")
     print(f"{'method':<16} {'wins':>6} {'losses':>7} {'ties':>6} {'delta':>7} {'p':>10}")
     for r in toy_session(impressions=args.impressions, seed=args.seed):

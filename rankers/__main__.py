@@ -24,23 +24,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer no smaller than `minimum`."""
+def _between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `minimum` to `maximum`."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must lie in {minimum}..{maximum:,}, got {value}")
         return value
 
     return parse
 
 
-_positive = _at_least(1)
-_non_negative = _at_least(0)
+_positive = _between(1, 4096)  # batch sizes and threads
+_depth = _between(0, 1000)  # a neighbour table 1,000 deep is 8 kB an image
 
 
 def _run_check(args: argparse.Namespace) -> int:
@@ -83,10 +83,10 @@ def build_parser(*, with_check_options: bool = False) -> argparse.ArgumentParser
     index.add_argument("--threads", type=_positive, default=None, help="onnxruntime threads (all)")
     index.add_argument(
         "--neighbours",
-        type=_non_negative,
+        type=_depth,
         default=100,
         help="precompute each image's nearest neighbours to this depth, so a search by corpus "
-        "id is a lookup (100; 0: none)",
+        "id is a lookup (100; 0: none; at most 1,000)",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(handler=commands.index)
@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except RankerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a cache or output path that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -802,10 +802,14 @@ def _info(embedder: Embedder) -> ModelInfo:
 # --- command line -----------------------------------------------------------------------------
 
 
+_MAX_COUNT = 1_000_000
+"""A bound on the counts the checks take (cases, images): far more would not fit in memory."""
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if not 1 <= value <= _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must lie in 1..{_MAX_COUNT:,}, got {value}")
     return value
 
 

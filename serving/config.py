@@ -262,12 +262,13 @@ class Config:
     ) -> Config:
         """A copy with command-line overrides applied (None keeps the configured value)."""
         config = self
-        if host is not None:
-            config = replace(config, host=host)
+        if host is not None:  # as strict as the file: "" would listen on every interface
+            config = replace(config, host=_str(host, "--host"))
         if port is not None:
             config = replace(config, port=_port(port, "port"))
         if log_dir is not None:
-            config = replace(config, log=replace(config.log, directory=Path(log_dir)))
+            directory = _str(os.fspath(log_dir), "--log-dir")  # "" is the working directory
+            config = replace(config, log=replace(config.log, directory=Path(directory)))
         return config
 
 

@@ -90,9 +90,14 @@ def ranking_table(
     folder = cache if cache is not None else cache_root() / "simulations"
     path = folder / f"{_safe(ranker.name)}-{key}.npy"
     if path.exists():
-        table: IntArray = np.load(path)
-        if table.shape == (len(rows), depth):
-            return table
+        try:
+            table: IntArray = np.load(path)
+        except (OSError, ValueError, EOFError) as error:  # corrupt: built again below
+            logger.warning("rebuilding the unreadable ranking cache %s: %s", path, error)
+        else:
+            if _plausible(table, len(rows), depth, len(corpus)):
+                return table
+            logger.warning("rebuilding the ranking cache %s: not a table of rankings", path)
     table = np.full((len(rows), depth), -1, dtype=np.int64)
     qs = [Query(corpus_id=corpus.ids[int(r)]) for r in rows]
     rank_many = getattr(ranker, "rank_many", None)
@@ -109,6 +114,20 @@ def ranking_table(
     tmp.replace(path)
     logger.info("ranked %d queries with %s", len(rows), ranker.name)
     return table
+
+
+def _plausible(table: np.ndarray, queries: int, depth: int, corpus_size: int) -> bool:
+    """Whether a cached table can be a ranking table: its shape, integer rows of -1 or corpus
+    rows, and no row naming a document twice (a zeroed file is no ranking)."""
+    if table.shape != (queries, depth) or table.dtype != np.int64:
+        return False
+    if table.size == 0:
+        return True
+    if table.min() < -1 or table.max() >= corpus_size:
+        return False
+    ordered = np.sort(table, axis=1)
+    repeats = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    return not bool(repeats.any())
 
 
 def _safe(name: str) -> str:

@@ -147,3 +147,22 @@ def test_no_effect_needs_infinite_users() -> None:
     assert interleaving_users(null, power=0.8) == math.inf
     with pytest.raises(ValueError, match="direction"):
         interleaving_power_curve(null, (10,), rng=np.random.default_rng(0))
+
+
+def test_sizes_where_the_solver_fails_are_the_normal_ones_without_warnings(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    # statsmodels' solver does not converge at d = 1e-10 or d = 50 (nan, and a warning: 30-40
+    # lines a report); the size is then the normal approximation, at least 2 per arm.
+    z = 1.959964 + 0.841621  # z_0.975 + z_0.8
+    control = Moments(n=1000, total=0.0, total_sq=1000.0)  # mean 0, variance about 1
+    tiny = Moments(n=1000, total=1e-7, total_sq=1000.0)  # mean 1e-10
+    d = 1e-10 / math.sqrt((control.variance + tiny.variance) / 2)
+    assert ab_users_per_arm(control, tiny, power=0.8) == pytest.approx(2 * (z / d) ** 2, rel=1e-4)
+    huge = Moments(n=1000, total=50_000.0, total_sq=2_501_000.0)  # mean 50, variance about 1
+    assert ab_users_per_arm(control, huge, power=0.8) == 2.0
+    assert not [w for w in recwarn if "converge" in str(w.message).lower()]
+    # Where it converges, the t-test's own size (a little above the normal one) is kept.
+    moderate = Moments(n=1000, total=500.0, total_sq=1250.0)  # mean 0.5, variance about 1
+    size = ab_users_per_arm(control, moderate, power=0.8)
+    assert 2 * (z / 0.5) ** 2 < size < 2 * (z / 0.5) ** 2 + 2

@@ -37,6 +37,7 @@ from analysis.report import (
     _user_runs,
     _with_days,
     build_report,
+    read_truth,
     write_html,
 )
 from analysis.report import summary as report_summary
@@ -546,6 +547,25 @@ def test_corrupt_parquet_fails_in_one_line(tmp_path: Path) -> None:
         build_report(tmp_path)
     assert "\n" not in str(caught.value)
     assert "td v1" in str(caught.value)
+
+
+def test_an_empty_parquet_part_fails_instead_of_losing_its_rows(tmp_path: Path) -> None:
+    append_experiment(
+        tmp_path,
+        ExperimentSpec("td", 1, "s", Design.INTERLEAVING, ("x", "y"), method="team_draft"),
+    )
+    (tmp_path / "impressions").mkdir()
+    (tmp_path / "impressions" / "part-0.parquet").write_bytes(b"")  # a glob scan skipped it
+    with pytest.raises(ReportError, match=r"part-0\.parquet is empty \(0 bytes\)"):
+        build_report(tmp_path)
+
+
+def test_a_truth_that_is_not_finite_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "truth.json").write_text(
+        '{"metric": "m", "rankers": {"x": NaN, "y": 0.4}}'  # Python's json reads NaN
+    )
+    with pytest.raises(ReportError, match="finite number"):
+        read_truth(tmp_path)
 
 
 def test_experiments_without_impressions_fail(tmp_path: Path) -> None:

@@ -49,7 +49,10 @@ def test_check_is_wired_to_the_checks_module() -> None:
     ("arguments", "message"),
     [
         (("index", "--model", "pixels-16"), "required: --corpus"),
-        (("index", "--model", "pixels-16", "--corpus", "emoji", "--batch-size", "0"), "at least 1"),
+        (
+            ("index", "--model", "pixels-16", "--corpus", "emoji", "--batch-size", "0"),
+            "must lie in 1..4,096, got 0",
+        ),
         (("nonsense",), "invalid choice"),
         ((), "required: COMMAND"),
     ],
@@ -129,4 +132,4 @@ def test_index_without_a_neighbour_table(tmp_path: Path, emoji: Corpus) -> None:
     assert "none" in listed.stdout.split("pixels-16", 2)[-1]
     negative = run("index", "--model", "pixels-16", "--corpus", "emoji", "--neighbours", "-1")
     assert negative.returncode == 2
-    assert "must be at least 0, got -1" in negative.stderr
+    assert "must lie in 0..1,000, got -1" in negative.stderr

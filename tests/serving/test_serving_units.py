@@ -295,6 +295,14 @@ def test_a_config_file_round_trips(tmp_path: Path, corpus_dir: Path) -> None:
     )
 
 
+def test_empty_command_line_overrides_are_refused() -> None:
+    config = default_config()
+    with pytest.raises(ConfigError, match="--host must be a non-empty string"):
+        config.with_overrides(host="")  # would listen on every interface
+    with pytest.raises(ConfigError, match="--log-dir must be a non-empty string"):
+        config.with_overrides(log_dir="")  # would log into the working directory
+
+
 def test_the_upload_wait_defaults_to_half_the_ranker_timeout(
     tmp_path: Path, corpus_dir: Path
 ) -> None:

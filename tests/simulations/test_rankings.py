@@ -71,3 +71,18 @@ def test_fingerprints_cover_the_parameters_and_the_base_ranker() -> None:
     assert fingerprint(noisy) != fingerprint(NoisyRanker(base, 3.0, "salt", name="noisy"))
     assert fingerprint(noisy) != fingerprint(NoisyRanker(other_base, 2.0, "salt", name="noisy"))
     assert fingerprint(noisy) == fingerprint(NoisyRanker(base, 2.0, "salt", name="noisy"))
+
+
+def test_a_corrupt_or_zeroed_cache_file_is_built_again(tmp_path: Path) -> None:
+    ranker = Counting(StaticRanker(IDS, {"item/0": ["item/5", "item/3"]}, name="fixed"))
+    first = ranking_table(ranker, corpus(), [0, 1], 3, cache=tmp_path)
+    (cached,) = tmp_path.glob("fixed-*.npy")
+    cached.write_bytes(np.random.default_rng(0).bytes(200))  # unreadable
+    np.testing.assert_array_equal(ranking_table(ranker, corpus(), [0, 1], 3, cache=tmp_path), first)
+    assert ranker.calls == 4
+    np.save(cached, np.zeros((2, 3), np.int64))  # readable, the right shape, no ranking
+    np.testing.assert_array_equal(ranking_table(ranker, corpus(), [0, 1], 3, cache=tmp_path), first)
+    assert ranker.calls == 6
+    again = ranking_table(ranker, corpus(), [0, 1], 3, cache=tmp_path)
+    np.testing.assert_array_equal(again, first)
+    assert ranker.calls == 6  # the rebuilt file is read again
