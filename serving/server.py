@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import inspect
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
+from litestar import Litestar
+from litestar.types import LifespanHook
+
+from rankers.errors import RankerError
 from serving.app import create_app
 from serving.config import Config, load_config
-from serving.errors import ConflictError
+from serving.errors import ConflictError, ExperimentError
 
 __all__ = ["check_log_dir_free", "run"]
 
@@ -35,6 +42,26 @@ def check_log_dir_free(config: Config) -> None:
         ) from None
     finally:
         os.close(fd)  # closing releases the probe's lock
+
+
+def _fatal_in_one_line(hook: LifespanHook) -> Callable[[Litestar], Awaitable[None]]:
+    """`hook` (a start-up hook of the app), whose expected failures end the process with one
+    line and exit status 1, as a bad configuration does: a log directory that cannot be used,
+    or a log that contradicts the configuration, is found only once the service opens it, and
+    Litestar would report it as a lifespan traceback."""
+
+    async def guarded(app: Litestar) -> None:
+        call = cast("Callable[..., object]", hook)  # as Litestar calls a hook
+        try:
+            result = call(app) if inspect.signature(call).parameters else call()
+            if inspect.isawaitable(result):
+                await result
+        except (ExperimentError, RankerError, OSError, ValueError) as error:
+            logger.error("cannot start: %s", error)
+            logging.shutdown()
+            os._exit(1)  # nothing was served or acknowledged; uvicorn would print a traceback
+
+    return guarded
 
 
 def _freeze_heap() -> None:
@@ -96,9 +123,15 @@ def run(
     app = create_app(config)
     _one_blas_thread()
     _compile_preprocessing()
+    app.on_startup[:] = [_fatal_in_one_line(hook) for hook in app.on_startup]
     app.on_startup.append(_freeze_heap)
-    logger.info(
-        "serving on http://%s:%d (log directory %s)", config.host, config.port, config.log.directory
+    app.on_startup.append(
+        lambda: logger.info(
+            "serving on http://%s:%d (log directory %s)",
+            config.host,
+            config.port,
+            config.log.directory,
+        )
     )
     uvicorn.run(
         app,

@@ -283,7 +283,13 @@ class SearchService:
                 report.skipped,
                 report.torn,
             )
-        for spec in read_experiments(self.logdir):
+        try:
+            specs = read_experiments(self.logdir)
+        except (ValueError, KeyError, TypeError) as error:
+            raise JournalError(
+                f"{self.logdir / 'experiments.jsonl'}: corrupt experiment spec ({error})"
+            ) from error
+        for spec in specs:
             self._specs.add((spec.experiment_id, spec.version))
             self.figures.add_version(spec)
         control = self.logdir / _CONTROL

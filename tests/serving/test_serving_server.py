@@ -151,3 +151,36 @@ def test_a_second_server_on_one_log_directory_fails_in_one_line(
     assert failed.stderr.strip().splitlines() == [
         f"python -m serving: error: log directory {logdir} is in use by another server"
     ]
+
+
+@pytest.mark.parametrize("broken", ["a file", "a corrupt spec"])
+def test_a_log_directory_found_unusable_at_start_up_fails_in_one_line(
+    tmp_path: Path, corpus_dir: Path, broken: str
+) -> None:
+    """Found only once the service opens the log (not before uvicorn starts): still one
+    line and exit status 1, not Litestar's lifespan traceback."""
+    logdir = tmp_path / "logs"
+    if broken == "a file":
+        logdir.write_text("not a directory")
+        words = "cannot use log directory"
+    else:
+        logdir.mkdir()
+        (logdir / "experiments.jsonl").write_text("garbage{\n")
+        words = "experiments.jsonl: corrupt experiment spec"
+    config = tmp_path / "serving.toml"
+    config.write_text(toml_of(config_data(tmp_path, corpus_dir)))
+    command = [sys.executable, "-m", "serving", "--config", str(config), "--port", "0"]
+    failed = subprocess.run(
+        [*command, "--log-dir", str(logdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    output = failed.stdout + failed.stderr
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if "ERROR" in line]
+    assert "cannot start: " in line
+    assert words in line
