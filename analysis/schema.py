@@ -367,6 +367,8 @@ def write_frame(logdir: str | os.PathLike[str], kind: Kind, frame: pl.DataFrame)
 def scan(logdir: str | os.PathLike[str], kind: Kind) -> pl.LazyFrame:
     """Lazily scan every Parquet part of `kind` under `logdir` (an empty frame if there is none)."""
     folder = Path(logdir) / str(kind)
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):  # a glob sees nothing
+        raise PermissionError(f"{folder} cannot be read")
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         return pl.LazyFrame(schema=SCHEMAS[kind])
