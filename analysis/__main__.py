@@ -12,16 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+
+from interleave.cli import OneLineParser, bounded_int
 
 __all__ = ["main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _alpha(text: str) -> float:
@@ -35,28 +29,14 @@ def _alpha(text: str) -> float:
 _MAX_RESAMPLES = 1_000_000
 
 
-def _resamples(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= _MAX_RESAMPLES:
-        raise argparse.ArgumentTypeError(f"must lie in 1..{_MAX_RESAMPLES:,}, got {text}")
-    return value
-
-
 def _out(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must name a directory")
     return text
 
 
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {text}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m analysis",
         description="Statistics and reports over Braid experiment logs.",
     )
@@ -79,12 +59,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the figures and the clicks-by-position counts (faster)",
     )
-    report.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (0)")
+    report.add_argument(
+        "--seed", type=bounded_int(0), default=0, help="seed of every random draw (0)"
+    )
     report.add_argument(
         "--alpha", type=_alpha, default=0.05, help="significance level of every test (0.05)"
     )
     report.add_argument(
-        "--resamples", type=_resamples, default=1000, help="bootstrap resamples (1000)"
+        "--resamples",
+        type=bounded_int(1, _MAX_RESAMPLES),
+        default=1000,
+        help="bootstrap resamples (1000)",
     )
     return parser
 

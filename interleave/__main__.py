@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import NoReturn
 
+from interleave.cli import OneLineParser, bounded_int
 from interleave.demo import toy_session
 from interleave.registry import get, names
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"must lie in 1..10,000,000, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m interleave", description="Interleaving methods for comparing rankers."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the registered interleaving methods")
     demo = sub.add_parser("demo", help="interleave a good and a worse toy ranker")
     demo.add_argument(
-        "--impressions", type=_count, default=2_000, help="queries to simulate (1..10,000,000)"
+        "--impressions",
+        type=bounded_int(1, 10_000_000),
+        default=2_000,
+        help="queries to simulate (1..10,000,000)",
     )
-    demo.add_argument("--seed", type=_seed, default=0, help="random seed (>= 0)")
+    demo.add_argument("--seed", type=bounded_int(0), default=0, help="random seed (>= 0)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in names():

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import NoReturn
 
+from interleave.cli import OneLineParser
 from rankers.errors import RankerError
 from serving.errors import ExperimentError
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the server; return the exit status."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m serving",
         description="Run the Braid search service: a search page and API that runs "
         "interleaving and A/B experiments and logs every event durably.",

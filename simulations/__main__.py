@@ -7,36 +7,16 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
+
+from interleave.cli import OneLineParser, bounded_int
 
 DEFAULT_DEMO_OUT = Path("out/demo")
 _MAX_USERS = 10_000_000
 """A bound on --users and --ab-users: far more would not fit in memory, and should say so."""
 
 
-def _users(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= _MAX_USERS:
-        raise argparse.ArgumentTypeError(f"must lie in 1..{_MAX_USERS:,}, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m simulations",
         description="Simulated users query real images: A/B tests and interleaving on the same "
         "rankers, logged in the schema the server writes.",
@@ -62,14 +42,18 @@ def _parser() -> argparse.ArgumentParser:
             )
         p.add_argument(
             "--users",
-            type=_users,
+            type=bounded_int(1, _MAX_USERS),
             help=f"users per interleaving experiment (at most {_MAX_USERS:,})",
         )
         p.add_argument(
-            "--ab-users", type=_users, help=f"users per A/B experiment (at most {_MAX_USERS:,})"
+            "--ab-users",
+            type=bounded_int(1, _MAX_USERS),
+            help=f"users per A/B experiment (at most {_MAX_USERS:,})",
         )
         p.add_argument("--click-model", help="cascade, pbm, dcm or dbn (default dbn)")
-        p.add_argument("--seed", type=_seed, default=0, help="random seed, >= 0 (default 0)")
+        p.add_argument(
+            "--seed", type=bounded_int(0), default=0, help="random seed, >= 0 (default 0)"
+        )
         p.add_argument("--threads", type=int, help="onnxruntime threads for index building")
         p.add_argument("--force", action="store_true", help="replace an existing log directory")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
