@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Final, Literal, cast
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -118,23 +118,34 @@ def interleaving_users(totals: UserTotals, *, power: float, alpha: float = 0.05)
 def _t_test_size(
     solve: Callable[[], object], d: float, *, alpha: float, power: float, groups: int
 ) -> float:
-    """statsmodels' t-test sample size or, where its solver does not converge, the normal
-    approximation groups * ((z_a/2 + z_power) / d) ** 2, at least 2 (a t-test's fewest): for a
-    tiny effect (d = 1e-10) the t-test's size approaches it, for a huge one (d = 20) both are
-    the fewest. Either way no solver warning reaches the user (30-40 lines a report)."""
+    """statsmodels' t-test sample size, or the normal approximation
+    groups * ((z_a/2 + z_power) / d) ** 2 (at least 2, a t-test's fewest) where its solver
+    fails: it warns that it did not converge (d = 1e-10, d = 20), returns no number, or settles
+    on a size below the normal one, which a t-test never needs (a wrong root, seen at alpha
+    1e-5). The solver's convergence warnings are not shown (30-40 lines a report); any other
+    warning is."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     if math.isinf(d):
         return math.nan  # no spread at all: the t-test has no size (statsmodels says nan)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = float(cast("float", solve()))
-    failed = any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if math.isfinite(value) and value > 0 and not failed:
-        return value
     normal = NormalDist()
     z = normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)
-    return max(groups * (z / d) ** 2, 2.0)
+    fallback = max(groups * (z / d) ** 2, 2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        solved = np.asarray(solve(), dtype=np.float64)  # a float, or a one-element array
+    failed = False
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            failed = True
+        else:  # shown as it would have been
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    value = float(solved.reshape(-1)[0]) if solved.size == 1 else math.nan
+    if failed or not math.isfinite(value) or value < fallback * (1 - 1e-9):
+        return fallback
+    return value
 
 
 def sign_test_impressions(

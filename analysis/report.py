@@ -2390,6 +2390,8 @@ def run_report(
             return write_html(report, out_dir)
         except OSError as exc:
             raise ReportError(f"cannot write the report to {out_dir}: {_one_line(exc)}") from exc
+        except ValueError as exc:  # a figure matplotlib cannot draw
+            raise ReportError(_one_line(exc)) from exc
 
     if console.is_terminal:
         with console.status("reading the log") as status:

@@ -365,7 +365,12 @@ def write_frame(logdir: str | os.PathLike[str], kind: Kind, frame: pl.DataFrame)
 
 
 def scan(logdir: str | os.PathLike[str], kind: Kind) -> pl.LazyFrame:
-    """Lazily scan every Parquet part of `kind` under `logdir` (an empty frame if there is none)."""
+    """Lazily scan every Parquet part of `kind` under `logdir` (an empty frame if there is none).
+
+    Raises:
+        PermissionError: The folder of parts cannot be read.
+        polars.exceptions.ComputeError: A part is empty (0 bytes).
+    """
     folder = Path(logdir) / str(kind)
     if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):  # a glob sees nothing
         raise PermissionError(f"{folder} cannot be read")

@@ -7,10 +7,12 @@ import gc
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
+import polars as pl
 from litestar import Litestar
 from litestar.types import LifespanHook
 
@@ -56,9 +58,10 @@ def _fatal_in_one_line(hook: LifespanHook) -> Callable[[Litestar], Awaitable[Non
             result = call(app) if inspect.signature(call).parameters else call()
             if inspect.isawaitable(result):
                 await result
-        except (ExperimentError, RankerError, OSError, ValueError) as error:
+        except (ExperimentError, RankerError, OSError, pl.exceptions.PolarsError) as error:
             logger.error("cannot start: %s", error)
             logging.shutdown()
+            sys.stdout.flush()
             os._exit(1)  # nothing was served or acknowledged; uvicorn would print a traceback
 
     return guarded
@@ -127,10 +130,10 @@ def run(
     app.on_startup.append(_freeze_heap)
     app.on_startup.append(
         lambda: logger.info(
-            "serving on http://%s:%d (log directory %s)",
+            "log directory %s opened; uvicorn binds http://%s:%d next",
+            config.log.directory,
             config.host,
             config.port,
-            config.log.directory,
         )
     )
     uvicorn.run(

@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--seed", type=bounded_int(0), default=0, help="random seed, >= 0 (default 0)"
         )
-        p.add_argument("--threads", type=int, help="onnxruntime threads for index building")
+        p.add_argument(
+            "--threads", type=bounded_int(1, 4096), help="onnxruntime threads for index building"
+        )
         p.add_argument("--force", action="store_true", help="replace an existing log directory")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

@@ -118,16 +118,18 @@ def ranking_table(
 
 def _plausible(table: np.ndarray, queries: int, depth: int, corpus_size: int) -> bool:
     """Whether a cached table can be a ranking table: its shape, integer rows of -1 or corpus
-    rows, and no row naming a document twice (a zeroed file is no ranking)."""
+    rows, and no row one document over and over (a zeroed file is no ranking; a ranker may
+    repeat a document now and then, never fill its whole list with one)."""
     if table.shape != (queries, depth) or table.dtype != np.int64:
         return False
     if table.size == 0:
         return True
     if table.min() < -1 or table.max() >= corpus_size:
         return False
-    ordered = np.sort(table, axis=1)
-    repeats = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
-    return not bool(repeats.any())
+    if depth < 2:
+        return True
+    same = (table == table[:, :1]).all(axis=1) & (table[:, 0] >= 0)
+    return not bool(same.any())
 
 
 def _safe(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -166,3 +167,16 @@ def test_sizes_where_the_solver_fails_are_the_normal_ones_without_warnings(
     moderate = Moments(n=1000, total=500.0, total_sq=1250.0)  # mean 0.5, variance about 1
     size = ab_users_per_arm(control, moderate, power=0.8)
     assert 2 * (z / 0.5) ** 2 < size < 2 * (z / 0.5) ** 2 + 2
+
+
+@pytest.mark.parametrize(("mean", "alpha"), [(7.57, 1e-10), (0.00847, 1e-5)])
+def test_a_solver_answer_below_the_normal_size_is_not_trusted(mean: float, alpha: float) -> None:
+    # At these levels statsmodels answered a one-element array (a TypeError in float()) or
+    # a wrong root 0.38 of the true size; a t-test never needs fewer users than the z-test.
+    control = Moments(n=1000, total=0.0, total_sq=1000.0)
+    treatment = Moments(n=1000, total=mean * 1000, total_sq=1000 * (1 + mean * mean))
+    per_arm = ab_users_per_arm(control, treatment, power=0.95, alpha=alpha)
+    d = mean / math.sqrt((control.variance + treatment.variance) / 2)
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(0.95)
+    assert per_arm >= max(2 * (z / d) ** 2, 2.0) * (1 - 1e-9)
+    assert per_arm <= max(2 * (z / d) ** 2, 2.0) * 1.1 + 10

@@ -153,7 +153,7 @@ def test_a_second_server_on_one_log_directory_fails_in_one_line(
     ]
 
 
-@pytest.mark.parametrize("broken", ["a file", "a corrupt spec"])
+@pytest.mark.parametrize("broken", ["a file", "a corrupt spec", "an empty part"])
 def test_a_log_directory_found_unusable_at_start_up_fails_in_one_line(
     tmp_path: Path, corpus_dir: Path, broken: str
 ) -> None:
@@ -163,10 +163,14 @@ def test_a_log_directory_found_unusable_at_start_up_fails_in_one_line(
     if broken == "a file":
         logdir.write_text("not a directory")
         words = "cannot use log directory"
-    else:
+    elif broken == "a corrupt spec":
         logdir.mkdir()
         (logdir / "experiments.jsonl").write_text("garbage{\n")
         words = "experiments.jsonl: corrupt experiment spec"
+    else:
+        (logdir / "impressions").mkdir(parents=True)
+        (logdir / "impressions" / "part-0.parquet").write_bytes(b"")
+        words = "part-0.parquet is empty (0 bytes)"
     config = tmp_path / "serving.toml"
     config.write_text(toml_of(config_data(tmp_path, corpus_dir)))
     command = [sys.executable, "-m", "serving", "--config", str(config), "--port", "0"]
